@@ -1,0 +1,85 @@
+package api
+
+import (
+	"bufio"
+	"os"
+	"regexp"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pushd/pushd/auth"
+	"github.com/pushd/pushd/persist"
+	"github.com/pushd/pushd/stream"
+)
+
+// openapiRoutes reads "METHOD /path" pairs from the paths section of
+// openapi.yaml (two-space-indented paths, four-space-indented methods).
+func openapiRoutes(t *testing.T) map[string]bool {
+	t.Helper()
+	f, err := os.Open("../openapi.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	pathRe := regexp.MustCompile(`^  (/[^:]*):\s*$`)
+	methodRe := regexp.MustCompile(`^    (get|put|post|delete|patch|head|options):\s*$`)
+	out := map[string]bool{}
+	inPaths, current := false, ""
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, " ") && line != "" {
+			inPaths = line == "paths:"
+			continue
+		}
+		if !inPaths {
+			continue
+		}
+		if m := pathRe.FindStringSubmatch(line); m != nil {
+			current = regexp.MustCompile(`\{(\w+)\}`).ReplaceAllString(m[1], ":$1")
+			continue
+		}
+		if m := methodRe.FindStringSubmatch(line); m != nil && current != "" {
+			out[strings.ToUpper(m[1])+" "+current] = true
+		}
+	}
+	return out
+}
+
+// TestOpenAPIMatchesRouter fails when a route is registered but not
+// described in openapi.yaml, or described but not registered.
+func TestOpenAPIMatchesRouter(t *testing.T) {
+	m := stream.NewManager(persist.NewMemory(stream.Retention{MaxCount: 1, TTL: time.Hour}), stream.Config{})
+	s := New(m, Options{APIKey: "k", Tokens: auth.NewTokens("0123456789abcdef", time.Hour), HeartbeatInterval: time.Second})
+	documented := openapiRoutes(t)
+	if len(documented) < 10 {
+		t.Fatalf("parsed only %d routes from openapi.yaml: parser or file broken", len(documented))
+	}
+	registered := map[string]bool{}
+	for _, r := range s.routes {
+		if !r.asset {
+			registered[r.Method+" "+r.Path] = true
+		}
+	}
+	var missing, extra []string
+	for r := range registered {
+		if !documented[r] {
+			missing = append(missing, r)
+		}
+	}
+	for r := range documented {
+		if !registered[r] {
+			extra = append(extra, r)
+		}
+	}
+	sort.Strings(missing)
+	sort.Strings(extra)
+	if len(missing) > 0 {
+		t.Errorf("routes not in openapi.yaml: %v", missing)
+	}
+	if len(extra) > 0 {
+		t.Errorf("openapi.yaml describes routes the router lacks: %v", extra)
+	}
+}

@@ -1,0 +1,305 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/pushd/pushd/stream"
+)
+
+// A push kind turns one request object into a stored draft. The same
+// builders serve the single endpoints and POST /api/ws/push/batch, so both
+// validate identically.
+type pushKind func(raw []byte, now int64) (stream.Draft, error)
+
+var pushKinds = map[string]pushKind{
+	"notification": buildNotification,
+	"dashboard":    buildDashboard,
+	"data-change":  buildDataChange,
+	"audit-log":    buildAuditLog,
+	"broadcast":    buildBroadcast,
+}
+
+// kindField lets batch items carry "kind" through the strict decoders.
+type kindField struct {
+	Kind string `json:"kind,omitempty"`
+}
+
+func marshalPayload(v any) json.RawMessage {
+	b, _ := json.Marshal(v) // only maps of validated JSON values
+	return b
+}
+
+type notificationReq struct {
+	kindField
+	UserID string          `json:"userId"`
+	Title  string          `json:"title"`
+	Body   string          `json:"body"`
+	Icon   string          `json:"icon,omitempty"`
+	URL    string          `json:"url,omitempty"`
+	Data   json.RawMessage `json:"data,omitempty"`
+}
+
+type notificationPayload struct {
+	Title string          `json:"title"`
+	Body  string          `json:"body"`
+	Icon  string          `json:"icon,omitempty"`
+	URL   string          `json:"url,omitempty"`
+	Data  json.RawMessage `json:"data,omitempty"`
+}
+
+func (q *notificationReq) payload() (json.RawMessage, error) {
+	if err := checkText("title", q.Title); err != nil {
+		return nil, err
+	}
+	if err := checkText("body", q.Body); err != nil {
+		return nil, err
+	}
+	if err := checkObject("data", q.Data); err != nil {
+		return nil, err
+	}
+	if !present(q.Data) {
+		q.Data = nil
+	}
+	return marshalPayload(notificationPayload{Title: q.Title, Body: q.Body, Icon: q.Icon, URL: q.URL, Data: q.Data}), nil
+}
+
+func buildNotification(raw []byte, now int64) (stream.Draft, error) {
+	var q notificationReq
+	if err := decodeStrict(raw, &q); err != nil {
+		return stream.Draft{}, err
+	}
+	if err := checkID("userId", q.UserID); err != nil {
+		return stream.Draft{}, err
+	}
+	p, err := q.payload()
+	if err != nil {
+		return stream.Draft{}, err
+	}
+	return stream.Draft{Type: stream.TypeNotification, UserID: q.UserID, Payload: p, Timestamp: now}, nil
+}
+
+type broadcastReq struct {
+	notificationReq
+	ExcludeUserIDs []string `json:"excludeUserIds,omitempty"`
+}
+
+func buildBroadcast(raw []byte, now int64) (stream.Draft, error) {
+	var q broadcastReq
+	if err := decodeStrict(raw, &q); err != nil {
+		return stream.Draft{}, err
+	}
+	if q.UserID != "" {
+		return stream.Draft{}, badf("a broadcast has no userId; use excludeUserIds to skip users")
+	}
+	for i, u := range q.ExcludeUserIDs {
+		if err := checkID(fmt.Sprintf("excludeUserIds[%d]", i), u); err != nil {
+			return stream.Draft{}, err
+		}
+	}
+	if len(q.ExcludeUserIDs) > 10000 {
+		return stream.Draft{}, badf("excludeUserIds has more than 10000 entries")
+	}
+	p, err := q.payload()
+	if err != nil {
+		return stream.Draft{}, err
+	}
+	return stream.Draft{Type: stream.TypeNotification, Exclude: q.ExcludeUserIDs, Payload: p, Timestamp: now}, nil
+}
+
+type dashboardReq struct {
+	kindField
+	UserID   string          `json:"userId"`
+	WidgetID string          `json:"widgetId"`
+	Data     json.RawMessage `json:"data"`
+}
+
+func buildDashboard(raw []byte, now int64) (stream.Draft, error) {
+	var q dashboardReq
+	if err := decodeStrict(raw, &q); err != nil {
+		return stream.Draft{}, err
+	}
+	if err := checkID("userId", q.UserID); err != nil {
+		return stream.Draft{}, err
+	}
+	if err := checkID("widgetId", q.WidgetID); err != nil {
+		return stream.Draft{}, err
+	}
+	if len(q.Data) == 0 {
+		return stream.Draft{}, badf("data is required")
+	}
+	p := marshalPayload(map[string]any{"widgetId": q.WidgetID, "data": q.Data, "timestamp": now})
+	return stream.Draft{Type: stream.TypeDashboardUpdate, UserID: q.UserID, Key: q.WidgetID, Payload: p, Timestamp: now}, nil
+}
+
+type dataChangeReq struct {
+	kindField
+	UserID  string          `json:"userId"`
+	TableID string          `json:"tableId"`
+	RowID   string          `json:"rowId"`
+	Action  string          `json:"action"`
+	Data    json.RawMessage `json:"data,omitempty"`
+}
+
+func buildDataChange(raw []byte, now int64) (stream.Draft, error) {
+	var q dataChangeReq
+	if err := decodeStrict(raw, &q); err != nil {
+		return stream.Draft{}, err
+	}
+	if err := checkID("userId", q.UserID); err != nil {
+		return stream.Draft{}, err
+	}
+	if err := checkID("tableId", q.TableID); err != nil {
+		return stream.Draft{}, err
+	}
+	if err := checkID("rowId", q.RowID); err != nil {
+		return stream.Draft{}, err
+	}
+	switch q.Action {
+	case "create", "update", "delete":
+	default:
+		return stream.Draft{}, badf("action must be one of create, update, delete; got %q", q.Action)
+	}
+	p := map[string]any{"tableId": q.TableID, "rowId": q.RowID, "action": q.Action, "timestamp": now}
+	if present(q.Data) {
+		p["data"] = q.Data
+	}
+	return stream.Draft{Type: stream.TypeDataChange, UserID: q.UserID, Payload: marshalPayload(p), Timestamp: now}, nil
+}
+
+type auditLogReq struct {
+	kindField
+	UserID string          `json:"userId"`
+	Entry  json.RawMessage `json:"entry"`
+}
+
+func buildAuditLog(raw []byte, now int64) (stream.Draft, error) {
+	var q auditLogReq
+	if err := decodeStrict(raw, &q); err != nil {
+		return stream.Draft{}, err
+	}
+	if err := checkID("userId", q.UserID); err != nil {
+		return stream.Draft{}, err
+	}
+	if !present(q.Entry) {
+		return stream.Draft{}, badf("entry is required")
+	}
+	p := marshalPayload(map[string]any{"entry": q.Entry, "timestamp": now})
+	return stream.Draft{Type: stream.TypeAuditLog, UserID: q.UserID, Payload: p, Timestamp: now}, nil
+}
+
+var pushMessages = map[string]string{
+	"notification": "Notification stored and queued for delivery",
+	"dashboard":    "Dashboard update stored and queued for delivery",
+	"data-change":  "Data change stored and queued for delivery",
+	"audit-log":    "Audit log entry stored and queued for delivery",
+	"broadcast":    "Broadcast stored and queued for delivery",
+}
+
+// handlePush serves the single-message push endpoints and the broadcast.
+func (s *Server) handlePush(kind string) http.HandlerFunc {
+	build := pushKinds[kind]
+	return func(w http.ResponseWriter, r *http.Request) {
+		body, ok := s.readBody(w, r)
+		if !ok {
+			return
+		}
+		now := stream.NowMillis()
+		d, err := build(body, now)
+		if err != nil {
+			s.requestError(w, err)
+			return
+		}
+		msgs, ok := s.publish(w, r, []stream.Draft{d})
+		if !ok {
+			return
+		}
+		writeJSON(w, http.StatusAccepted, map[string]any{
+			"message": pushMessages[kind], "id": msgs[0].ID, "timestamp": msgs[0].Timestamp,
+		})
+	}
+}
+
+// maxBatch is the most messages one batch request may carry.
+const maxBatch = 1000
+
+// handleBatch serves POST /api/ws/push/batch: all messages are validated
+// first; one invalid message rejects the batch; the rest are appended in one
+// store call (one transaction on PostgreSQL).
+func (s *Server) handleBatch(w http.ResponseWriter, r *http.Request) {
+	body, ok := s.readBody(w, r)
+	if !ok {
+		return
+	}
+	var q struct {
+		Messages []json.RawMessage `json:"messages"`
+	}
+	if err := decodeStrict(body, &q); err != nil {
+		s.requestError(w, err)
+		return
+	}
+	if len(q.Messages) == 0 {
+		s.requestError(w, badf("messages is required and must be a non-empty array"))
+		return
+	}
+	if len(q.Messages) > maxBatch {
+		s.requestError(w, badf("messages has %d entries; at most %d per batch", len(q.Messages), maxBatch))
+		return
+	}
+	now := stream.NowMillis()
+	drafts := make([]stream.Draft, len(q.Messages))
+	for i, raw := range q.Messages {
+		var k kindField
+		if len(raw) == 0 || raw[0] != '{' || json.Unmarshal(raw, &k) != nil {
+			s.requestError(w, badf("messages[%d]: want an object with a kind", i))
+			return
+		}
+		build := pushKinds[k.Kind]
+		if build == nil {
+			s.requestError(w, badf("messages[%d]: kind must be one of notification, dashboard, data-change, audit-log, broadcast; got %q", i, k.Kind))
+			return
+		}
+		d, err := build(raw, now)
+		if err != nil {
+			s.requestError(w, badf("messages[%d]: %v", i, err))
+			return
+		}
+		drafts[i] = d
+	}
+	msgs, ok := s.publish(w, r, drafts)
+	if !ok {
+		return
+	}
+	ids := make([]string, len(msgs))
+	for i, m := range msgs {
+		ids[i] = m.ID
+	}
+	writeJSON(w, http.StatusAccepted, map[string]any{
+		"message": fmt.Sprintf("%d messages stored and queued for delivery", len(ids)), "ids": ids, "timestamp": now,
+	})
+}
+
+func (s *Server) requestError(w http.ResponseWriter, err error) {
+	var br *badRequest
+	if errors.As(err, &br) {
+		writeError(w, http.StatusBadRequest, codeBadRequest, br.msg)
+		return
+	}
+	writeError(w, http.StatusInternalServerError, codeInternal, "internal error")
+}
+
+// publish stores drafts; on a store failure it answers 503 and nothing is
+// acknowledged.
+func (s *Server) publish(w http.ResponseWriter, r *http.Request, drafts []stream.Draft) ([]*stream.Message, bool) {
+	msgs, err := s.manager.Publish(r.Context(), drafts)
+	if err != nil {
+		s.log.Warn("publish failed", "err", err, "messages", len(drafts))
+		retryAfter(w, s.opts.RetryAfter)
+		writeError(w, http.StatusServiceUnavailable, codeUnavailable, "store unavailable: message not stored, retry later")
+		return nil, false
+	}
+	s.metrics.published.Add(float64(len(msgs)))
+	return msgs, true
+}

@@ -1,0 +1,223 @@
+// Package api is pushd's HTTP surface: the REST API of CONTRACT §5
+// (httprouter), API-key auth, JSON errors, the subscriber endpoints /sse and
+// /ws, health, metrics, and the embedded browser client and demo page.
+package api
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/julienschmidt/httprouter"
+	"github.com/pushd/pushd/auth"
+	"github.com/pushd/pushd/sse"
+	"github.com/pushd/pushd/stream"
+	"github.com/pushd/pushd/ws"
+)
+
+// Options configure the HTTP surface.
+type Options struct {
+	APIKey            string
+	Tokens            *auth.Tokens
+	AuthRequired      bool
+	AuthTimeout       time.Duration
+	HeartbeatInterval time.Duration
+	HeartbeatTimeout  time.Duration
+	// AllowedOrigins: empty = same origin only; "*" = any.
+	AllowedOrigins  []string
+	MaxMessageBytes int64
+	// PublicURL is the base of wsUrl/sseUrl when behind a proxy.
+	PublicURL  string
+	SSEPadding int
+	// RateLimit is REST requests per second per client address (0 = off),
+	// with bursts of RateBurst.
+	RateLimit  float64
+	RateBurst  int
+	RetryAfter time.Duration
+	Logger     *slog.Logger
+}
+
+// Server is the HTTP handler of one pushd node.
+type Server struct {
+	opts    Options
+	manager *stream.Manager
+	log     *slog.Logger
+	router  *httprouter.Router
+	handler http.Handler
+	metrics *metrics
+	limiter *limiter
+	routes  []route
+}
+
+// route is one registered method and path; the openapi test walks them.
+type route struct {
+	Method, Path string
+	// asset: a file of web/ other than the documented ones (its styles and
+	// scripts); not part of the API description.
+	asset bool
+}
+
+// New builds the server around manager.
+func New(manager *stream.Manager, opts Options) *Server {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.MaxMessageBytes <= 0 {
+		opts.MaxMessageBytes = 65536
+	}
+	if opts.RetryAfter <= 0 {
+		opts.RetryAfter = time.Second
+	}
+	s := &Server{opts: opts, manager: manager, log: opts.Logger}
+	s.metrics = newMetrics(manager)
+	if opts.RateLimit > 0 {
+		s.limiter = newLimiter(opts.RateLimit, opts.RateBurst)
+	}
+	s.router = httprouter.New()
+	// Browser WebSockets do not follow redirects; answer paths exactly.
+	s.router.RedirectTrailingSlash = false
+	s.router.RedirectFixedPath = false
+	s.router.HandleOPTIONS = true
+	s.router.GlobalOPTIONS = http.HandlerFunc(s.preflight)
+	s.router.NotFound = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, codeNotFound, "no route for "+r.Method+" "+r.URL.Path)
+	})
+	s.router.MethodNotAllowed = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusMethodNotAllowed, codeMethodNotAllowed, r.Method+" is not allowed on "+r.URL.Path+"; allowed: "+w.Header().Get("Allow"))
+	})
+	s.router.PanicHandler = func(w http.ResponseWriter, r *http.Request, v any) {
+		s.log.Error("handler panic", "path", r.URL.Path, "panic", v)
+		writeError(w, http.StatusInternalServerError, codeInternal, "internal error")
+	}
+
+	subs := &auth.Subscribers{Tokens: opts.Tokens, Required: opts.AuthRequired}
+	sseHandler := &sse.Handler{
+		Manager: manager, Subscribers: subs, Heartbeat: opts.HeartbeatInterval,
+		Padding: opts.SSEPadding, Retry: time.Second, WriteTimeout: 10 * time.Second,
+		OnError: writeError, Logger: s.log,
+	}
+	wsHandler := &ws.Handler{
+		Manager: manager, Subscribers: subs, CheckOrigin: s.originAllowed,
+		Heartbeat: opts.HeartbeatInterval, HeartbeatTimeout: opts.HeartbeatTimeout,
+		AuthTimeout: opts.AuthTimeout, ReadLimit: 64 << 10, WriteTimeout: 10 * time.Second, Logger: s.log,
+	}
+
+	// Subscribers.
+	s.handle("GET", "/sse", s.cors(sseHandler))
+	s.handle("GET", "/ws", wsHandler)
+	// Publisher / admin REST API.
+	s.api("POST", "/api/ws/connect", s.handleConnect)
+	s.api("POST", "/api/ws/push/dashboard", s.handlePush("dashboard"))
+	s.api("POST", "/api/ws/push/data-change", s.handlePush("data-change"))
+	s.api("POST", "/api/ws/push/notification", s.handlePush("notification"))
+	s.api("POST", "/api/ws/push/audit-log", s.handlePush("audit-log"))
+	s.api("POST", "/api/ws/push/batch", s.handleBatch)
+	s.api("POST", "/api/ws/broadcast", s.handlePush("broadcast"))
+	s.api("GET", "/api/ws/stats", s.handleStats)
+	s.api("GET", "/api/ws/connections/:userId", s.handleConnections)
+	s.api("POST", "/api/ws/disconnect/:userId", s.handleDisconnect)
+	// Unauthenticated.
+	s.handle("GET", "/healthz", http.HandlerFunc(s.handleHealth))
+	s.handle("GET", "/readyz", http.HandlerFunc(s.handleReady))
+	s.handle("GET", "/metrics", s.metrics.handler())
+	s.registerStatic()
+
+	s.handler = s.metrics.instrument(s.router)
+	return s
+}
+
+func (s *Server) handle(method, path string, h http.Handler) {
+	s.router.Handler(method, path, tagRoute(method+" "+path, h))
+	s.routes = append(s.routes, route{Method: method, Path: path})
+}
+
+// api registers a REST route behind CORS, rate limiting and the API key.
+func (s *Server) api(method, path string, h http.HandlerFunc) {
+	s.handle(method, path, s.cors(s.rateLimited(s.requireKey(h))))
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
+
+// Manager is the stream manager behind the server.
+func (s *Server) Manager() *stream.Manager { return s.manager }
+
+func (s *Server) requireKey(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		key, ok := auth.Bearer(r)
+		if !ok || !auth.KeyMatches(key, s.opts.APIKey) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="pushd"`)
+			writeError(w, http.StatusUnauthorized, codeUnauthorized, "missing or wrong API key: send Authorization: Bearer <api key>")
+			return
+		}
+		h(w, r)
+	}
+}
+
+// originAllowed implements --allowed-origins for CORS and the WebSocket
+// Origin check: no Origin (not a browser) or the request's own host is
+// always allowed.
+func (s *Server) originAllowed(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	for _, o := range s.opts.AllowedOrigins {
+		if o == "*" || strings.EqualFold(o, origin) {
+			return true
+		}
+	}
+	_, host, ok := strings.Cut(origin, "://")
+	return ok && strings.EqualFold(host, r.Host)
+}
+
+func (s *Server) setCORS(w http.ResponseWriter, r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" || len(s.opts.AllowedOrigins) == 0 || !s.originAllowed(r) {
+		return false
+	}
+	h := w.Header()
+	if len(s.opts.AllowedOrigins) == 1 && s.opts.AllowedOrigins[0] == "*" {
+		h.Set("Access-Control-Allow-Origin", "*")
+	} else {
+		h.Set("Access-Control-Allow-Origin", origin)
+		h.Add("Vary", "Origin")
+	}
+	h.Set("Access-Control-Expose-Headers", "Retry-After")
+	return true
+}
+
+func (s *Server) cors(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.setCORS(w, r)
+		h.ServeHTTP(w, r)
+	})
+}
+
+func (s *Server) preflight(w http.ResponseWriter, r *http.Request) {
+	if r.Header.Get("Access-Control-Request-Method") == "" || !s.setCORS(w, r) {
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	h := w.Header()
+	h.Set("Access-Control-Allow-Methods", w.Header().Get("Allow"))
+	h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, Last-Event-ID")
+	h.Set("Access-Control-Max-Age", "600")
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "timestamp": stream.NowMillis()})
+}
+
+func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := s.manager.Store().Ping(ctx); err != nil {
+		writeError(w, http.StatusServiceUnavailable, codeUnavailable, "store unreachable")
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"status": "ready", "timestamp": stream.NowMillis()})
+}

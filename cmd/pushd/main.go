@@ -1,0 +1,172 @@
+// Command pushd is the real-time push server: SSE and WebSocket subscribers,
+// a REST API for publishers, an ordered log in memory or PostgreSQL.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/pushd/pushd/api"
+	"github.com/pushd/pushd/auth"
+	"github.com/pushd/pushd/persist"
+	"github.com/pushd/pushd/stream"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
+}
+
+// run is main without process globals: exit status 2 for bad configuration
+// (one line on stderr), 1 for a failure while serving, 0 after a graceful
+// shutdown.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	migrateOnly := len(args) > 0 && args[0] == "migrate"
+	if migrateOnly {
+		args = args[1:]
+	}
+	cfg, err := parseConfig(args, getenv)
+	if errors.Is(err, errHelp) {
+		usage(stdout)
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "pushd: %v\n", oneLine(err))
+		return 2
+	}
+	level := map[string]slog.Level{"debug": slog.LevelDebug, "info": slog.LevelInfo, "warn": slog.LevelWarn, "error": slog.LevelError}[cfg.LogLevel]
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	if migrateOnly {
+		if cfg.DatabaseURL == "" {
+			fmt.Fprintln(stderr, "pushd: migrate needs --database-url or PUSH_DATABASE_URL")
+			return 2
+		}
+		mctx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		if err := migrateDB(mctx, cfg.DatabaseURL); err != nil {
+			fmt.Fprintf(stderr, "pushd: migrate: %v\n", oneLine(err))
+			return 2
+		}
+		fmt.Fprintln(stdout, "pushd: schema is up to date")
+		return 0
+	}
+
+	store, err := openStore(ctx, cfg, logger)
+	if err != nil {
+		fmt.Fprintf(stderr, "pushd: %v\n", oneLine(err))
+		return 2
+	}
+	defer store.Close()
+
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		fmt.Fprintf(stderr, "pushd: listen on %s: %v\n", cfg.Addr, oneLine(err))
+		return 2
+	}
+
+	tokens := auth.NewTokens(cfg.JWTSecret, cfg.TokenTTL)
+	manager := stream.NewManager(store, stream.Config{
+		HeartbeatInterval: cfg.HeartbeatInterval,
+		QueueLimit:        cfg.SendQueue,
+		Logger:            logger,
+	})
+	srv := api.New(manager, api.Options{
+		APIKey: cfg.APIKey, Tokens: tokens, AuthRequired: cfg.AuthRequired, AuthTimeout: cfg.AuthTimeout,
+		HeartbeatInterval: cfg.HeartbeatInterval, HeartbeatTimeout: cfg.HeartbeatTimeout,
+		AllowedOrigins: cfg.origins(), MaxMessageBytes: cfg.MaxMessageBytes, PublicURL: cfg.PublicURL,
+		SSEPadding: cfg.SSEPadding, RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst, Logger: logger,
+	})
+	httpSrv := &http.Server{
+		Handler:           srv,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+
+	expireCtx, stopExpire := context.WithCancel(context.Background())
+	defer stopExpire()
+	go expireLoop(expireCtx, store, cfg.OfflineTTL, logger)
+
+	printBanner(stdout, cfg, ln.Addr(), tokens, store)
+
+	serveErr := make(chan error, 1)
+	go func() {
+		if cfg.TLSCert != "" {
+			serveErr <- httpSrv.ServeTLS(ln, cfg.TLSCert, cfg.TLSKey)
+		} else {
+			serveErr <- httpSrv.Serve(ln)
+		}
+	}()
+
+	select {
+	case err := <-serveErr:
+		logger.Error("server stopped", "err", err)
+		return 1
+	case <-ctx.Done():
+	}
+	logger.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// End the streams first (WebSocket 1012, SSE end-of-stream: clients
+	// reconnect and resume), then stop accepting and drain the rest.
+	manager.Shutdown(sctx)
+	if err := httpSrv.Shutdown(sctx); err != nil {
+		logger.Warn("graceful shutdown incomplete", "err", err)
+	}
+	return 0
+}
+
+func openStore(ctx context.Context, cfg *config, logger *slog.Logger) (stream.Store, error) {
+	r := stream.Retention{MaxCount: cfg.OfflineMaxCount, TTL: cfg.OfflineTTL}
+	if !cfg.OfflineEnabled {
+		r.MaxCount = 0
+	}
+	if cfg.DatabaseURL == "" {
+		logger.Warn("using the embedded in-memory store: messages are NOT durable across restarts (set --database-url for PostgreSQL)")
+		return persist.NewMemory(r), nil
+	}
+	octx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	store, err := openPostgres(octx, cfg.DatabaseURL, r, logger)
+	if err != nil {
+		return nil, fmt.Errorf("database: %w", err)
+	}
+	return store, nil
+}
+
+// expireLoop drops expired and over-cap messages in the background, off the
+// publish path.
+func expireLoop(ctx context.Context, store stream.Store, ttl time.Duration, logger *slog.Logger) {
+	every := min(max(ttl/20, time.Second), time.Minute)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			n, err := store.Expire(ctx)
+			if err != nil {
+				logger.Warn("expiry run failed", "err", err)
+			} else if n > 0 {
+				logger.Debug("expired messages", "count", n)
+			}
+		}
+	}
+}
+
+func oneLine(err error) string {
+	return strings.Join(strings.Fields(err.Error()), " ")
+}

@@ -1,0 +1,16 @@
+package persist
+
+import (
+	"testing"
+
+	"github.com/pushd/pushd/stream"
+	"github.com/pushd/pushd/stream/storetest"
+)
+
+func TestMemoryConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, r stream.Retention) stream.Store {
+		s := NewMemory(r)
+		t.Cleanup(func() { _ = s.Close() })
+		return s
+	})
+}

@@ -1,0 +1,273 @@
+package stream
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Config tunes a Manager.
+type Config struct {
+	// HeartbeatInterval is announced in the connected event.
+	HeartbeatInterval time.Duration
+	// QueueLimit bounds each session's queue of live messages; past it the
+	// session is cut off as a slow consumer. Default 1024.
+	QueueLimit int
+	// ReplayPage is how many messages one store read returns. Default 500.
+	ReplayPage int
+	// FlushInterval is how often delivered cursors are written to the
+	// store. Default 100ms.
+	FlushInterval time.Duration
+	Logger        *slog.Logger
+}
+
+// Manager owns every session of this node, replays streams on connect and
+// fans committed messages out.
+type Manager struct {
+	store Store
+	cfg   Config
+	log   *slog.Logger
+
+	mu    sync.RWMutex
+	users map[string]*userSessions
+	byTr  map[string]int
+
+	curMu     sync.Mutex
+	curDirty  map[string]*Delivery
+	cursors   map[string]uint64 // last known delivered cursor of connected users
+	flushKick chan struct{}
+	stop      chan struct{}
+	stopped   chan struct{}
+	closeOnce sync.Once
+
+	slowKicks   atomic.Uint64
+	dispatched  atomic.Uint64
+	deliveredN  atomic.Uint64
+	flushErrors atomic.Uint64
+}
+
+type userSessions struct {
+	sessions map[*Session]struct{}
+}
+
+// NewManager creates a manager on store and registers itself as the store's
+// feed.
+func NewManager(store Store, cfg Config) *Manager {
+	if cfg.QueueLimit <= 0 {
+		cfg.QueueLimit = 1024
+	}
+	if cfg.ReplayPage <= 0 {
+		cfg.ReplayPage = 500
+	}
+	if cfg.FlushInterval <= 0 {
+		cfg.FlushInterval = 100 * time.Millisecond
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	m := &Manager{
+		store:     store,
+		cfg:       cfg,
+		log:       cfg.Logger,
+		users:     make(map[string]*userSessions),
+		byTr:      make(map[string]int),
+		curDirty:  make(map[string]*Delivery),
+		cursors:   make(map[string]uint64),
+		flushKick: make(chan struct{}, 1),
+		stop:      make(chan struct{}),
+		stopped:   make(chan struct{}),
+	}
+	store.SetFeed(m.dispatch)
+	go m.flushLoop()
+	return m
+}
+
+// Store is the manager's store.
+func (m *Manager) Store() Store { return m.store }
+
+// Publish stores drafts (in order) and returns them; delivery to live
+// sessions follows through the store's feed. Nothing is acknowledged that was
+// not stored.
+func (m *Manager) Publish(ctx context.Context, drafts []Draft) ([]*Message, error) {
+	return m.store.Append(ctx, drafts)
+}
+
+// NewSession creates a session that is not yet attached.
+func (m *Manager) NewSession(userID, transport, remoteAddr, userAgent string) *Session {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return newSession(m, SessionInfo{
+		ID:          hex.EncodeToString(b[:]),
+		UserID:      userID,
+		Transport:   transport,
+		ConnectedAt: NowMillis(),
+		RemoteAddr:  remoteAddr,
+		UserAgent:   userAgent,
+	}, m.cfg.QueueLimit)
+}
+
+func (m *Manager) register(s *Session) {
+	m.mu.Lock()
+	us := m.users[s.Info.UserID]
+	if us == nil {
+		us = &userSessions{sessions: make(map[*Session]struct{})}
+		m.users[s.Info.UserID] = us
+	}
+	us.sessions[s] = struct{}{}
+	m.byTr[s.Info.Transport]++
+	m.mu.Unlock()
+}
+
+func (m *Manager) detach(s *Session) {
+	m.mu.Lock()
+	us := m.users[s.Info.UserID]
+	if us != nil {
+		if _, ok := us.sessions[s]; ok {
+			delete(us.sessions, s)
+			m.byTr[s.Info.Transport]--
+			if len(us.sessions) == 0 {
+				delete(m.users, s.Info.UserID)
+			}
+		}
+	}
+	m.mu.Unlock()
+}
+
+// dispatch is the store feed: it hands each message to every live session of
+// its stream without ever blocking. Sessions that overflow are cut off.
+func (m *Manager) dispatch(batch []*Message) {
+	var slow []*Session
+	m.mu.RLock()
+	for _, msg := range batch {
+		if msg.UserID != "" {
+			if us := m.users[msg.UserID]; us != nil {
+				for s := range us.sessions {
+					if !s.deliver(msg) {
+						slow = append(slow, s)
+					}
+				}
+			}
+			continue
+		}
+		for uid, us := range m.users {
+			if len(msg.Exclude) > 0 && msg.Excludes(uid) {
+				continue
+			}
+			for s := range us.sessions {
+				if !s.deliver(msg) {
+					slow = append(slow, s)
+				}
+			}
+		}
+	}
+	m.mu.RUnlock()
+	m.dispatched.Add(uint64(len(batch)))
+	for _, s := range slow {
+		m.kickSlow(s)
+	}
+}
+
+func (m *Manager) kickSlow(s *Session) {
+	if s.end(CloseReason{Kind: CloseSlow, Reason: "too slow"}) {
+		m.slowKicks.Add(1)
+		m.log.Info("slow consumer disconnected", "user", s.Info.UserID, "connection", s.Info.ID, "transport", s.Info.Transport)
+	}
+	m.detach(s)
+}
+
+// DisconnectUser ends every connection of userID with a disconnect event
+// carrying reason; it returns how many were ended.
+func (m *Manager) DisconnectUser(userID, reason string) int {
+	m.mu.RLock()
+	var list []*Session
+	if us := m.users[userID]; us != nil {
+		for s := range us.sessions {
+			list = append(list, s)
+		}
+	}
+	m.mu.RUnlock()
+	n := 0
+	for _, s := range list {
+		if s.end(CloseReason{Kind: CloseDisconnect, Reason: reason}) {
+			n++
+		}
+		m.detach(s)
+	}
+	return n
+}
+
+// Connections lists userID's live connections.
+func (m *Manager) Connections(userID string) []SessionInfo {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	out := []SessionInfo{}
+	if us := m.users[userID]; us != nil {
+		for s := range us.sessions {
+			out = append(out, s.Info)
+		}
+	}
+	return out
+}
+
+// Counts are the live connection figures of this node.
+type Counts struct {
+	Connections int
+	Users       int
+	Transports  map[string]int
+}
+
+// Counts reports connections, distinct users and connections per transport.
+func (m *Manager) Counts() Counts {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	c := Counts{Users: len(m.users), Transports: map[string]int{}}
+	for tr, n := range m.byTr {
+		c.Transports[tr] = n
+		c.Connections += n
+	}
+	return c
+}
+
+// Metrics are cumulative counters of this node.
+type Metrics struct {
+	SlowConsumerKicks uint64
+	Dispatched        uint64
+	Delivered         uint64
+	CursorFlushErrors uint64
+}
+
+// Metrics returns the counters.
+func (m *Manager) Metrics() Metrics {
+	return Metrics{
+		SlowConsumerKicks: m.slowKicks.Load(),
+		Dispatched:        m.dispatched.Load(),
+		Delivered:         m.deliveredN.Load(),
+		CursorFlushErrors: m.flushErrors.Load(),
+	}
+}
+
+// Shutdown ends every session (they reconnect and resume elsewhere or later)
+// and writes the delivered cursors.
+func (m *Manager) Shutdown(ctx context.Context) {
+	m.mu.RLock()
+	var all []*Session
+	for _, us := range m.users {
+		for s := range us.sessions {
+			all = append(all, s)
+		}
+	}
+	m.mu.RUnlock()
+	for _, s := range all {
+		s.end(CloseReason{Kind: CloseShutdown, Reason: "server shutting down"})
+		m.detach(s)
+	}
+	m.closeOnce.Do(func() { close(m.stop) })
+	select {
+	case <-m.stopped:
+	case <-ctx.Done():
+	}
+}

@@ -1,0 +1,275 @@
+package stream
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Item is one queued outbound event: a stored message or a control event.
+type Item struct {
+	Msg     *Message
+	Control *Control
+}
+
+// CloseKind says why the manager ended a session.
+type CloseKind int
+
+const (
+	// CloseNone: the session is open.
+	CloseNone CloseKind = iota
+	// CloseSlow: its queue overflowed; the client should resume.
+	CloseSlow
+	// CloseDisconnect: disconnected through the API; the client must not
+	// reconnect. Reason says why.
+	CloseDisconnect
+	// CloseShutdown: the server is stopping; the client should reconnect.
+	CloseShutdown
+	// ClosePeer: the transport saw the peer go away (or fail).
+	ClosePeer
+)
+
+// CloseReason is why a session ended.
+type CloseReason struct {
+	Kind   CloseKind
+	Reason string
+}
+
+// SessionInfo describes a connection (GET /api/ws/connections/:userId).
+type SessionInfo struct {
+	ID          string `json:"id"`
+	UserID      string `json:"-"`
+	Transport   string `json:"transport"`
+	ConnectedAt int64  `json:"connectedAt"`
+	RemoteAddr  string `json:"remoteAddr"`
+	UserAgent   string `json:"userAgent"`
+}
+
+// Session is one subscriber connection as the manager sees it: a bounded
+// queue filled by the dispatcher (never blocking it) and drained by the
+// transport's writer. It knows nothing of sockets.
+type Session struct {
+	Info SessionInfo
+
+	mu        sync.Mutex
+	queue     []Item
+	live      int // live (non-replay) items in queue, the bounded part
+	widgets   map[string]int
+	replaying bool
+	held      []*Message // live messages that arrived during replay
+	lastSeq   uint64     // highest Seq queued: the de-duplication point
+	closed    CloseReason
+
+	limit int
+	onEnd func(CloseReason)
+	ready chan struct{}
+	done  chan struct{}
+	m     *Manager
+
+	delivered atomic.Uint64
+}
+
+func newSession(m *Manager, info SessionInfo, limit int) *Session {
+	return &Session{
+		Info:      info,
+		limit:     limit,
+		replaying: true,
+		ready:     make(chan struct{}, 1),
+		done:      make(chan struct{}),
+		m:         m,
+	}
+}
+
+// Ready is signalled when items may be waiting in the queue.
+func (s *Session) Ready() <-chan struct{} { return s.ready }
+
+// Done is closed when the manager ends the session; see CloseReason.
+func (s *Session) Done() <-chan struct{} { return s.done }
+
+// CloseReason says why Done was closed.
+func (s *Session) CloseReason() CloseReason {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+// Drain appends every queued item to dst (coalescing: the writer sends them
+// in one write) and empties the queue.
+func (s *Session) Drain(dst []Item) []Item {
+	s.mu.Lock()
+	for _, it := range s.queue {
+		if it.Msg != nil || it.Control != nil {
+			dst = append(dst, it)
+		}
+	}
+	clear(s.queue)
+	s.queue = s.queue[:0]
+	s.live = 0
+	clear(s.widgets)
+	s.mu.Unlock()
+	return dst
+}
+
+// Written tells the manager that the transport wrote items to the socket, so
+// the user's delivered cursor can advance.
+func (s *Session) Written(items []Item) {
+	var max uint64
+	n := 0
+	for _, it := range items {
+		if it.Msg != nil {
+			n++
+			if it.Msg.Seq > max {
+				max = it.Msg.Seq
+			}
+		}
+	}
+	if n == 0 {
+		return
+	}
+	s.delivered.Add(uint64(n))
+	s.m.noteDelivered(s.Info.UserID, items, max)
+}
+
+func (s *Session) signal() {
+	select {
+	case s.ready <- struct{}{}:
+	default:
+	}
+}
+
+// push queues a control event (connected, reset, heartbeat, disconnect).
+func (s *Session) push(c Control) {
+	s.mu.Lock()
+	s.queue = append(s.queue, Item{Control: &c})
+	s.mu.Unlock()
+	s.signal()
+}
+
+// Heartbeat queues a heartbeat event; clientTime is echoed when non-zero.
+func (s *Session) Heartbeat(clientTime int64) {
+	p := map[string]int64{"serverTime": NowMillis()}
+	if clientTime != 0 {
+		p["clientTime"] = clientTime
+	}
+	s.push(Control{Type: TypeHeartbeat, Payload: p})
+}
+
+// replayed queues a message read from the store during replay; replay is not
+// bounded by the live limit (it is at most one user's kept stream).
+func (s *Session) replayed(msg *Message) {
+	s.mu.Lock()
+	if msg.Seq > s.lastSeq {
+		s.queue = append(s.queue, Item{Msg: msg})
+		s.lastSeq = msg.Seq
+	}
+	s.mu.Unlock()
+	s.signal()
+}
+
+// goLive ends replay: messages held back meanwhile are queued unless the
+// replay already covered them.
+func (s *Session) goLive() {
+	s.mu.Lock()
+	held := s.held
+	s.held = nil
+	s.replaying = false
+	overflow := false
+	for _, msg := range held {
+		if !s.enqueueLive(msg) {
+			overflow = true
+			break
+		}
+	}
+	s.mu.Unlock()
+	s.signal()
+	if overflow {
+		s.m.kickSlow(s)
+	}
+}
+
+// deliver is called by the dispatcher; it never blocks. It reports false when
+// the session overflowed and must be cut off.
+func (s *Session) deliver(msg *Message) bool {
+	s.mu.Lock()
+	if s.closed.Kind != CloseNone {
+		s.mu.Unlock()
+		return true
+	}
+	if s.replaying {
+		if len(s.held) >= s.limit {
+			s.mu.Unlock()
+			return false
+		}
+		s.held = append(s.held, msg)
+		s.mu.Unlock()
+		return true
+	}
+	ok := s.enqueueLive(msg)
+	s.mu.Unlock()
+	if ok {
+		s.signal()
+	}
+	return ok
+}
+
+// enqueueLive queues msg (s.mu held). A dashboard update still queued for the
+// same widget is replaced, so a busy widget costs one slot, not many.
+func (s *Session) enqueueLive(msg *Message) bool {
+	if msg.Seq <= s.lastSeq {
+		return true // already sent by the replay
+	}
+	if msg.Key != "" {
+		if i, ok := s.widgets[msg.Key]; ok {
+			s.queue[i].Msg = nil
+			s.live--
+		}
+	}
+	if s.live >= s.limit {
+		return false
+	}
+	if msg.Key != "" {
+		if s.widgets == nil {
+			s.widgets = make(map[string]int)
+		}
+		s.widgets[msg.Key] = len(s.queue)
+	}
+	s.queue = append(s.queue, Item{Msg: msg})
+	s.live++
+	s.lastSeq = msg.Seq
+	return true
+}
+
+// OnEnd registers f to run (once, on the goroutine that ends the session)
+// when the manager ends it. Transports use it to abort a write blocked on a
+// peer that does not read, so a cut-off socket is released at once. Call it
+// before Attach.
+func (s *Session) OnEnd(f func(CloseReason)) { s.onEnd = f }
+
+// end closes the session once; it reports whether this call closed it.
+func (s *Session) end(r CloseReason) bool {
+	s.mu.Lock()
+	if s.closed.Kind != CloseNone {
+		s.mu.Unlock()
+		return false
+	}
+	s.closed = r
+	s.mu.Unlock()
+	close(s.done)
+	if s.onEnd != nil {
+		s.onEnd(r)
+	}
+	return true
+}
+
+// Close ends the session from the transport side (the peer went away) and
+// unregisters it. Safe to call more than once.
+func (s *Session) Close() {
+	s.end(CloseReason{Kind: ClosePeer, Reason: "peer closed"})
+	s.m.detach(s)
+}
+
+// Delivered is how many stored messages this session has written.
+func (s *Session) Delivered() uint64 { return s.delivered.Load() }
+
+// ConnectedAt is when the session was created.
+func (s *Session) ConnectedAt() time.Time { return time.UnixMilli(s.Info.ConnectedAt) }
