@@ -94,7 +94,7 @@ func New(manager *stream.Manager, opts Options) *Server {
 
 	subs := &auth.Subscribers{Tokens: opts.Tokens, Required: opts.AuthRequired}
 	sseHandler := &sse.Handler{
-		Manager: manager, Subscribers: subs, Heartbeat: opts.HeartbeatInterval,
+		Manager: manager, Subscribers: subs,
 		Padding: opts.SSEPadding, Retry: time.Second, WriteTimeout: 10 * time.Second,
 		OnError: writeError, Logger: s.log,
 	}

@@ -5,8 +5,12 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
 	"net/http"
+	"sort"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pushd/pushd/auth"
@@ -17,8 +21,6 @@ import (
 type Handler struct {
 	Manager     *stream.Manager
 	Subscribers *auth.Subscribers
-	// Heartbeat is the period of heartbeat events.
-	Heartbeat time.Duration
 	// Padding is the size of the comment sent first so buffering proxies
 	// flush the stream start.
 	Padding int
@@ -29,6 +31,8 @@ type Handler struct {
 	// OnError writes a JSON error before the stream starts.
 	OnError func(w http.ResponseWriter, status int, code, msg string)
 	Logger  *slog.Logger
+
+	hangups hangups
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -42,100 +46,193 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		lastID = r.URL.Query().Get("lastEventId")
 	}
 	s := h.Manager.NewSession(user, "sse", r.RemoteAddr, r.UserAgent())
-	rc := http.NewResponseController(w)
+	var abort atomic.Pointer[func()]
 	s.OnEnd(func(reason stream.CloseReason) {
-		if reason.Kind == stream.CloseSlow || reason.Kind == stream.CloseShutdown {
-			// Unblock a write stuck on a peer that does not read.
-			_ = rc.SetWriteDeadline(time.Now())
+		if f := abort.Load(); reason.Kind == stream.CloseSlow && f != nil {
+			(*f)() // unblock a write stuck on a peer that does not read
 		}
 	})
 	if err := h.Manager.Attach(r.Context(), s, lastID); err != nil {
-		if errors.Is(err, context.Canceled) {
-			return
+		if !errors.Is(err, context.Canceled) {
+			h.OnError(w, http.StatusServiceUnavailable, "unavailable", "store unavailable: cannot replay the stream")
 		}
-		h.OnError(w, http.StatusServiceUnavailable, "unavailable", "store unavailable: cannot replay the stream")
 		return
 	}
-	defer s.Close()
 
 	hdr := w.Header()
 	hdr.Set("Content-Type", "text/event-stream")
 	hdr.Set("Cache-Control", "no-cache")
 	hdr.Set("X-Accel-Buffering", "no")
-	w.WriteHeader(http.StatusOK)
+	preamble := h.preamble()
 
-	var buf bytes.Buffer
-	buf.WriteString("retry: ")
-	buf.WriteString(strconv.FormatInt(h.Retry.Milliseconds(), 10))
-	buf.WriteString("\n")
-	if h.Padding > 0 {
-		buf.WriteByte(':')
-		buf.Write(bytes.Repeat([]byte{' '}, h.Padding))
-		buf.WriteString("\n\n")
-	} else {
-		buf.WriteString("\n")
-	}
-	write := func() bool {
-		_ = rc.SetWriteDeadline(time.Now().Add(h.WriteTimeout))
-		_, err := w.Write(buf.Bytes())
-		if err == nil {
-			err = rc.Flush()
+	// HTTP/1.x: take the connection over once the headers are decided, so
+	// net/http's goroutine and buffers are released and an idle stream costs
+	// no goroutine at all (the session's pump runs only while writing).
+	if conn, brw, err := http.NewResponseController(w).Hijack(); err == nil {
+		_ = brw // nothing buffered to write; unread request bytes are dropped
+		c := &rawConn{conn: conn, timeout: h.WriteTimeout, s: s}
+		abort.Store(new(func() { _ = conn.SetWriteDeadline(time.Now()) }))
+		head := responseHead(r.ProtoMinor, hdr)
+		if c.writeBuffers(net.Buffers{head, preamble}) != nil {
+			conn.Close()
+			s.Close()
+			return
 		}
-		buf.Reset()
-		return err == nil
-	}
-	if !write() {
+		c.unwatch = h.hangups.watch(conn, s.Close)
+		s.Start(c)
 		return
 	}
 
-	hb := time.NewTicker(h.Heartbeat)
-	defer hb.Stop()
-	var items []stream.Item
-	for {
-		select {
-		case <-s.Ready():
-			items = s.Drain(items[:0])
-			appendFrames(&buf, items)
-			if buf.Len() == 0 {
-				continue
-			}
-			if !write() {
-				return
-			}
-			s.Written(items)
-			clear(items)
-		case <-hb.C:
-			buf.Write(stream.Control{Type: stream.TypeHeartbeat, Payload: map[string]int64{"serverTime": stream.NowMillis()}}.SSE())
-			if !write() {
-				return
-			}
-		case <-s.Done():
-			// Flush what is queued, then say why when the client must not
-			// come back; slow consumers and restarts just end the stream
-			// and the client resumes with Last-Event-ID.
-			reason := s.CloseReason()
-			if reason.Kind == stream.CloseDisconnect {
-				items = s.Drain(items[:0])
-				appendFrames(&buf, items)
-				buf.Write(stream.Control{Type: stream.TypeDisconnect, Payload: map[string]string{"reason": reason.Reason}}.SSE())
-				if write() {
-					s.Written(items)
-				}
-			}
-			return
-		case <-r.Context().Done():
-			return
-		}
+	// HTTP/2 (TLS): streams cannot be taken over; the handler goroutine
+	// stays until the session finishes.
+	rc := http.NewResponseController(w)
+	abort.Store(new(func() { _ = rc.SetWriteDeadline(time.Now()) }))
+	w.WriteHeader(http.StatusOK)
+	c := &writerConn{w: w, rc: rc, timeout: h.WriteTimeout, done: make(chan struct{})}
+	if c.write(preamble) != nil {
+		s.Close()
+		return
+	}
+	s.Start(c)
+	select {
+	case <-c.done:
+	case <-r.Context().Done():
+		s.Close()
+		<-c.done
 	}
 }
 
-// appendFrames coalesces queued events into one buffer: one write, one flush.
-func appendFrames(buf *bytes.Buffer, items []stream.Item) {
-	for _, it := range items {
-		if it.Msg != nil {
-			buf.Write(it.Msg.SSE())
-		} else {
-			buf.Write(it.Control.SSE())
+func (h *Handler) preamble() []byte {
+	var b bytes.Buffer
+	b.WriteString("retry: ")
+	b.WriteString(strconv.FormatInt(h.Retry.Milliseconds(), 10))
+	b.WriteString("\n")
+	if h.Padding > 0 {
+		b.WriteByte(':')
+		b.Write(bytes.Repeat([]byte{' '}, h.Padding))
+		b.WriteString("\n")
+	}
+	b.WriteString("\n")
+	return b.Bytes()
+}
+
+// responseHead renders the status line and headers of a hijacked response.
+// There is no Content-Length and no chunking: the stream ends when the
+// connection closes.
+func responseHead(protoMinor int, hdr http.Header) []byte {
+	var b bytes.Buffer
+	if protoMinor == 0 {
+		b.WriteString("HTTP/1.0 200 OK\r\n")
+	} else {
+		b.WriteString("HTTP/1.1 200 OK\r\n")
+	}
+	keys := make([]string, 0, len(hdr))
+	for k := range hdr {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		for _, v := range hdr[k] {
+			b.WriteString(k)
+			b.WriteString(": ")
+			b.WriteString(v)
+			b.WriteString("\r\n")
 		}
 	}
+	b.WriteString("Date: ")
+	b.WriteString(time.Now().UTC().Format(http.TimeFormat))
+	b.WriteString("\r\n\r\n")
+	return b.Bytes()
+}
+
+// frames lists the pre-rendered frames of items: a stored message's frame is
+// rendered once and shared by every connection that delivers it.
+func frames(bufs net.Buffers, items []stream.Item) net.Buffers {
+	for _, it := range items {
+		switch {
+		case it.Msg != nil:
+			bufs = append(bufs, it.Msg.SSE())
+		case it.Control != nil:
+			bufs = append(bufs, it.Control.SSE())
+		}
+	}
+	return bufs
+}
+
+func disconnectFrame(reason string) []byte {
+	return stream.Control{Type: stream.TypeDisconnect, Payload: map[string]string{"reason": reason}}.SSE()
+}
+
+// rawConn is a hijacked HTTP/1.x connection: queued frames go out in one
+// writev.
+type rawConn struct {
+	conn    net.Conn
+	timeout time.Duration
+	s       *stream.Session
+	unwatch func()
+}
+
+var buffersPool = sync.Pool{New: func() any { return new(net.Buffers) }}
+
+func (c *rawConn) writeBuffers(bufs net.Buffers) error {
+	_ = c.conn.SetWriteDeadline(time.Now().Add(c.timeout))
+	if c.s.CloseReason().Kind == stream.CloseSlow {
+		// Cut off while this write was being prepared: the abort in OnEnd
+		// may have run before the deadline above replaced it.
+		_ = c.conn.SetWriteDeadline(time.Now())
+	}
+	_, err := bufs.WriteTo(c.conn)
+	return err
+}
+
+func (c *rawConn) Write(items []stream.Item) error {
+	bp := buffersPool.Get().(*net.Buffers)
+	bufs := frames((*bp)[:0], items)
+	err := c.writeBuffers(bufs)
+	clear(bufs[:cap(bufs)])
+	*bp = bufs[:0]
+	buffersPool.Put(bp)
+	return err
+}
+
+func (c *rawConn) Finish(r stream.CloseReason) {
+	// A disconnect is announced so the client does not come back; slow
+	// consumers and restarts just see the stream end and resume.
+	if r.Kind == stream.CloseDisconnect {
+		_ = c.writeBuffers(net.Buffers{disconnectFrame(r.Reason)})
+	}
+	c.unwatch()
+	_ = c.conn.Close()
+}
+
+// writerConn streams through an http.ResponseWriter (HTTP/2).
+type writerConn struct {
+	w       http.ResponseWriter
+	rc      *http.ResponseController
+	timeout time.Duration
+	buf     bytes.Buffer
+	done    chan struct{}
+}
+
+func (c *writerConn) write(b []byte) error {
+	_ = c.rc.SetWriteDeadline(time.Now().Add(c.timeout))
+	if _, err := c.w.Write(b); err != nil {
+		return err
+	}
+	return c.rc.Flush()
+}
+
+func (c *writerConn) Write(items []stream.Item) error {
+	c.buf.Reset()
+	for _, b := range frames(nil, items) {
+		c.buf.Write(b)
+	}
+	return c.write(c.buf.Bytes())
+}
+
+func (c *writerConn) Finish(r stream.CloseReason) {
+	if r.Kind == stream.CloseDisconnect {
+		_ = c.write(disconnectFrame(r.Reason))
+	}
+	close(c.done)
 }

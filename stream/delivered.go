@@ -10,12 +10,15 @@ import (
 // sessions. A crash can lose at most one interval of cursor movement, which
 // means re-delivery offline, never loss.
 
-func (m *Manager) seedCursor(user string, seq uint64) {
+// seedCursor merges the store's cursor of user into the in-memory one and
+// returns the higher of the two.
+func (m *Manager) seedCursor(user string, seq uint64) uint64 {
 	m.curMu.Lock()
+	defer m.curMu.Unlock()
 	if seq > m.cursors[user] {
 		m.cursors[user] = seq
 	}
-	m.curMu.Unlock()
+	return m.cursors[user]
 }
 
 func (m *Manager) noteDelivered(user string, items []Item, max uint64) {

@@ -44,6 +44,8 @@ type Manager struct {
 	stopped   chan struct{}
 	closeOnce sync.Once
 
+	live liveGroup // started sessions not yet finished
+
 	slowKicks   atomic.Uint64
 	dispatched  atomic.Uint64
 	deliveredN  atomic.Uint64
@@ -83,6 +85,9 @@ func NewManager(store Store, cfg Config) *Manager {
 	}
 	store.SetFeed(m.dispatch)
 	go m.flushLoop()
+	if cfg.HeartbeatInterval > 0 {
+		go m.heartbeatLoop()
+	}
 	return m
 }
 
@@ -265,9 +270,44 @@ func (m *Manager) Shutdown(ctx context.Context) {
 		s.end(CloseReason{Kind: CloseShutdown, Reason: "server shutting down"})
 		m.detach(s)
 	}
+	finished := make(chan struct{})
+	go func() { m.live.Wait(); close(finished) }()
+	select {
+	case <-finished:
+	case <-ctx.Done():
+	}
 	m.closeOnce.Do(func() { close(m.stop) })
 	select {
 	case <-m.stopped:
 	case <-ctx.Done():
+	}
+}
+
+// heartbeatLoop queues a heartbeat on every started session each interval:
+// one timer for the node instead of one per connection.
+func (m *Manager) heartbeatLoop() {
+	t := time.NewTicker(m.cfg.HeartbeatInterval)
+	defer t.Stop()
+	var batch []*Session
+	for {
+		select {
+		case <-m.stop:
+			return
+		case <-t.C:
+		}
+		batch = batch[:0]
+		m.mu.RLock()
+		for _, us := range m.users {
+			for s := range us.sessions {
+				if s.transport.Load() != nil {
+					batch = append(batch, s)
+				}
+			}
+		}
+		m.mu.RUnlock()
+		for _, s := range batch {
+			s.Heartbeat(0)
+		}
+		clear(batch)
 	}
 }

@@ -47,7 +47,9 @@ func (m *Manager) replay(ctx context.Context, s *Session, lastEventID string) er
 	if err != nil {
 		return err
 	}
-	m.seedCursor(user, cursor)
+	// This node may have delivered more than it has written to the store
+	// yet: those messages went to another tab and are not offline backlog.
+	cursor = m.seedCursor(user, cursor)
 
 	offline := lastEventID == ""
 	after := cursor

@@ -6,10 +6,12 @@ import (
 	"time"
 )
 
-// Item is one queued outbound event: a stored message or a control event.
+// Item is one queued outbound event: a stored message, a control event, or
+// transport bytes written as they are (a WebSocket pong frame).
 type Item struct {
 	Msg     *Message
 	Control *Control
+	Raw     []byte
 }
 
 // CloseKind says why the manager ended a session.
@@ -66,6 +68,12 @@ type Session struct {
 	done  chan struct{}
 	m     *Manager
 
+	// Set by Start: the session then writes through an on-demand pump
+	// (pump.go) instead of signalling Ready.
+	transport atomic.Pointer[transportBox]
+	pumping   atomic.Bool
+	spare     []Item
+
 	delivered atomic.Uint64
 }
 
@@ -98,7 +106,7 @@ func (s *Session) CloseReason() CloseReason {
 func (s *Session) Drain(dst []Item) []Item {
 	s.mu.Lock()
 	for _, it := range s.queue {
-		if it.Msg != nil || it.Control != nil {
+		if it.Msg != nil || it.Control != nil || it.Raw != nil {
 			dst = append(dst, it)
 		}
 	}
@@ -131,6 +139,10 @@ func (s *Session) Written(items []Item) {
 }
 
 func (s *Session) signal() {
+	if s.transport.Load() != nil {
+		s.schedule()
+		return
+	}
 	select {
 	case s.ready <- struct{}{}:
 	default:
@@ -141,6 +153,18 @@ func (s *Session) signal() {
 func (s *Session) push(c Control) {
 	s.mu.Lock()
 	s.queue = append(s.queue, Item{Control: &c})
+	s.mu.Unlock()
+	s.signal()
+}
+
+// Send queues a transport-specific control event (a WebSocket error frame).
+func (s *Session) Send(c Control) { s.push(c) }
+
+// SendRaw queues bytes the transport writes as they are (protocol frames),
+// so they go through the connection's single writer.
+func (s *Session) SendRaw(b []byte) {
+	s.mu.Lock()
+	s.queue = append(s.queue, Item{Raw: b})
 	s.mu.Unlock()
 	s.signal()
 }
@@ -257,6 +281,9 @@ func (s *Session) end(r CloseReason) bool {
 	close(s.done)
 	if s.onEnd != nil {
 		s.onEnd(r)
+	}
+	if s.transport.Load() != nil {
+		s.schedule() // the pump finishes the connection
 	}
 	return true
 }

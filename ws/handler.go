@@ -5,8 +5,10 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -30,8 +32,8 @@ type Handler struct {
 	Subscribers *auth.Subscribers
 	// CheckOrigin decides whether the Origin header is allowed.
 	CheckOrigin func(r *http.Request) bool
-	// Heartbeat is the period of heartbeat envelopes and pings; a peer
-	// silent for Heartbeat+HeartbeatTimeout is closed.
+	// A peer silent (no frame, no pong) for Heartbeat+HeartbeatTimeout is
+	// closed; the manager queues a heartbeat (and a ping) every Heartbeat.
 	Heartbeat        time.Duration
 	HeartbeatTimeout time.Duration
 	// AuthTimeout: a socket without a token in the URL must send an auth
@@ -48,11 +50,8 @@ type Handler struct {
 
 func (h *Handler) init() {
 	h.upgrader = websocket.Upgrader{
-		ReadBufferSize:  1024,
-		WriteBufferSize: 4096,
-		// Idle connections hold no write buffer: it is taken from the pool
-		// for a write and returned after.
-		WriteBufferPool: &sync.Pool{},
+		ReadBufferSize:  512,
+		WriteBufferSize: 256, // used only for handshake-time close frames
 		CheckOrigin:     h.CheckOrigin,
 		Error: func(w http.ResponseWriter, r *http.Request, status int, reason error) {
 			w.Header().Set("Content-Type", "application/json")
@@ -77,45 +76,46 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return // the upgrader answered
 	}
-	defer conn.Close()
-	c := &wsConn{h: h, conn: conn, wake: make(chan struct{}, 1)}
-
+	c := &wsConn{h: h, conn: conn, raw: conn.UnderlyingConn()}
 	user, ok := c.authenticate(r)
 	if !ok {
+		c.closeNow(CodeUnauthorized, "unauthorized")
 		return
 	}
 	s := h.Manager.NewSession(user, "ws", r.RemoteAddr, r.UserAgent())
 	s.OnEnd(func(reason stream.CloseReason) {
 		if reason.Kind == stream.CloseSlow {
-			// Unblock a write stuck on a peer that does not read; the
-			// writer then sends 4002 with WriteControl's own deadline.
-			_ = conn.UnderlyingConn().SetWriteDeadline(time.Now())
+			// Unblock a write stuck on a peer that does not read.
+			_ = c.raw.SetWriteDeadline(time.Now())
 		}
 	})
 	if err := h.Manager.Attach(r.Context(), s, r.URL.Query().Get("lastEventId")); err != nil {
-		c.closeWith(CodeTryAgain, "store unavailable")
+		c.closeNow(CodeTryAgain, "store unavailable")
 		return
 	}
-	defer s.Close()
 	c.s = s
-	readErr := make(chan error, 1)
-	go func() { readErr <- c.readLoop() }()
-	c.writeLoop(readErr)
+	c.installHandlers()
+	s.Start(c)
+	// A fresh goroutine reads; this one (net/http's, with its deeper stack)
+	// returns.
+	go c.readLoop()
 }
 
 type wsConn struct {
 	h    *Handler
 	conn *websocket.Conn
+	raw  net.Conn
 	s    *stream.Session
-	// replies are frames the reader wants written (errors), handed to the
-	// writer goroutine, which alone may write data frames.
-	mu      sync.Mutex
-	replies [][]byte
-	wake    chan struct{}
+	// closeCode, when set, is the close frame Finish sends for a session
+	// that ended from the peer's side (echo of its close, or 1008).
+	closeCode atomic.Int32
+	closeText atomic.Pointer[string]
 }
 
-func (c *wsConn) closeWith(code int, text string) {
+// closeNow closes before the session started (gorilla may still write).
+func (c *wsConn) closeNow(code int, text string) {
 	_ = c.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, text), time.Now().Add(time.Second))
+	_ = c.conn.Close()
 }
 
 // authenticate returns the user from the URL token, or waits for an auth
@@ -126,7 +126,6 @@ func (c *wsConn) authenticate(r *http.Request) (string, bool) {
 		_ = c.conn.SetReadDeadline(time.Now().Add(c.h.AuthTimeout))
 		data, err := c.readFrame()
 		if err != nil {
-			c.closeWith(CodeUnauthorized, "no auth message within the auth timeout")
 			return "", false
 		}
 		var f clientFrame
@@ -134,20 +133,18 @@ func (c *wsConn) authenticate(r *http.Request) (string, bool) {
 			Token string `json:"token"`
 		}
 		if json.Unmarshal(data, &f) != nil || f.Type != "auth" || json.Unmarshal(f.Payload, &p) != nil || p.Token == "" {
-			c.closeWith(CodeUnauthorized, `first message must be {"type":"auth","payload":{"token":"…"}}`)
 			return "", false
 		}
 		tok = p.Token
 	}
 	user, err := c.h.Subscribers.UserFromToken(tok, r)
-	if err != nil {
-		c.closeWith(CodeUnauthorized, "unauthorized")
-		return "", false
-	}
-	return user, true
+	return user, err == nil
 }
 
-var errTooBig = errors.New("frame over the read limit")
+var (
+	errTooBig = errors.New("frame over the read limit")
+	errBinary = errors.New("binary frame")
+)
 
 // readFrame reads one message, enforcing the read limit itself so the close
 // code is 1008 as the contract says (gorilla's own limit sends 1009).
@@ -161,7 +158,6 @@ func (c *wsConn) readFrame() ([]byte, error) {
 		return nil, err
 	}
 	if int64(len(data)) > c.h.ReadLimit {
-		c.closeWith(CodePolicy, "frame over the read limit")
 		return nil, errTooBig
 	}
 	if typ != websocket.TextMessage {
@@ -170,15 +166,34 @@ func (c *wsConn) readFrame() ([]byte, error) {
 	return data, nil
 }
 
-var errBinary = errors.New("binary frame")
-
 func (c *wsConn) deadline() time.Time {
 	return time.Now().Add(c.h.Heartbeat + c.h.HeartbeatTimeout)
 }
 
-func (c *wsConn) readLoop() error {
-	_ = c.conn.SetReadDeadline(c.deadline())
+// installHandlers routes gorilla's control-frame replies through the pump.
+func (c *wsConn) installHandlers() {
+	c.conn.SetPingHandler(func(data string) error {
+		c.s.SendRaw(controlFrame(finPong, []byte(data)))
+		return c.conn.SetReadDeadline(c.deadline())
+	})
 	c.conn.SetPongHandler(func(string) error { return c.conn.SetReadDeadline(c.deadline()) })
+	c.conn.SetCloseHandler(func(code int, text string) error {
+		if code == websocket.CloseNoStatusReceived {
+			code = websocket.CloseNormalClosure
+		}
+		c.setClose(code, "")
+		return nil
+	})
+}
+
+func (c *wsConn) setClose(code int, text string) {
+	c.closeText.Store(&text)
+	c.closeCode.Store(int32(code))
+}
+
+func (c *wsConn) readLoop() {
+	defer c.raw.Close()
+	_ = c.conn.SetReadDeadline(c.deadline())
 	for {
 		data, err := c.readFrame()
 		if errors.Is(err, errBinary) {
@@ -186,7 +201,12 @@ func (c *wsConn) readLoop() error {
 			continue
 		}
 		if err != nil {
-			return err
+			if errors.Is(err, errTooBig) {
+				c.setClose(CodePolicy, "frame over the read limit")
+			}
+			c.s.Close()
+			c.awaitFinish()
+			return
 		}
 		_ = c.conn.SetReadDeadline(c.deadline())
 		var f clientFrame
@@ -207,95 +227,90 @@ func (c *wsConn) readLoop() error {
 		case "auth":
 			c.reply("already authenticated")
 		default:
-			c.reply("unknown message type " + jsonQuote(f.Type))
+			b, _ := json.Marshal(f.Type)
+			c.reply("unknown message type " + string(b))
 		}
 	}
 }
 
-func jsonQuote(s string) string {
-	b, _ := json.Marshal(s)
-	return string(b)
+// awaitFinish gives the pump a moment to write the close frame before the
+// deferred close of the socket.
+func (c *wsConn) awaitFinish() {
+	select {
+	case <-c.s.Done():
+	case <-time.After(time.Second):
+	}
+	time.Sleep(10 * time.Millisecond)
 }
 
 func (c *wsConn) reply(msg string) {
-	frame := stream.Control{Type: "error", Payload: map[string]string{"message": msg}}.JSON()
-	c.mu.Lock()
-	c.replies = append(c.replies, frame)
-	c.mu.Unlock()
-	select {
-	case c.wake <- struct{}{}:
-	default:
-	}
+	c.s.Send(stream.Control{Type: "error", Payload: map[string]string{"message": msg}})
 }
 
-func (c *wsConn) write(data []byte) error {
-	_ = c.conn.SetWriteDeadline(time.Now().Add(c.h.WriteTimeout))
-	return c.conn.WriteMessage(websocket.TextMessage, data)
-}
+var buffersPool = sync.Pool{New: func() any { return new(net.Buffers) }}
 
-func (c *wsConn) writeLoop(readErr <-chan error) {
-	tick := time.NewTicker(c.h.Heartbeat)
-	defer tick.Stop()
-	var items []stream.Item
-	for {
-		select {
-		case <-c.s.Ready():
-			items = c.s.Drain(items[:0])
-			if !c.writeItems(items) {
-				return
-			}
-			clear(items)
-		case <-c.wake:
-			c.mu.Lock()
-			replies := c.replies
-			c.replies = nil
-			c.mu.Unlock()
-			for _, f := range replies {
-				if c.write(f) != nil {
-					return
-				}
-			}
-		case <-tick.C:
-			if c.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.h.WriteTimeout)) != nil {
-				return
-			}
-			if c.write(stream.Control{Type: stream.TypeHeartbeat, Payload: map[string]int64{"serverTime": stream.NowMillis()}}.JSON()) != nil {
-				return
-			}
-		case <-readErr:
-			// The peer closed (gorilla echoed its close frame), went
-			// silent past the deadline, or sent an oversized frame.
-			return
-		case <-c.s.Done():
-			reason := c.s.CloseReason()
-			switch reason.Kind {
-			case stream.CloseDisconnect:
-				if c.writeItems(c.s.Drain(items[:0])) &&
-					c.write(stream.Control{Type: stream.TypeDisconnect, Payload: map[string]string{"reason": reason.Reason}}.JSON()) == nil {
-					c.closeWith(CodeDisconnected, "disconnected")
-				}
-			case stream.CloseSlow:
-				c.closeWith(CodeTooSlow, "too slow: resume to catch up")
-			case stream.CloseShutdown:
-				c.closeWith(CodeRestart, "server restarting")
-			}
-			return
-		}
-	}
-}
-
-func (c *wsConn) writeItems(items []stream.Item) bool {
+// Write implements stream.Transport: every queued item in one writev, each
+// message's JSON shared with every other connection that delivers it.
+func (c *wsConn) Write(items []stream.Item) error {
+	bp := buffersPool.Get().(*net.Buffers)
+	bufs := (*bp)[:0]
+	// Headers are at most 10 bytes, plus a 2-byte ping per heartbeat:
+	// sized up front so the slices taken from it stay valid.
+	hdrs := make([]byte, 0, 12*len(items))
 	for _, it := range items {
-		var data []byte
-		if it.Msg != nil {
-			data = it.Msg.JSON()
-		} else {
-			data = it.Control.JSON()
+		var payload []byte
+		switch {
+		case it.Raw != nil:
+			bufs = append(bufs, it.Raw)
+			continue
+		case it.Msg != nil:
+			payload = it.Msg.JSON()
+		default:
+			payload = it.Control.JSON()
+			if it.Control.Type == stream.TypeHeartbeat {
+				bufs = append(bufs, pingFrame)
+			}
 		}
-		if c.write(data) != nil {
-			return false
+		start := len(hdrs)
+		hdrs = appendHeader(hdrs, finText, len(payload))
+		bufs = append(bufs, hdrs[start:], payload)
+	}
+	_ = c.raw.SetWriteDeadline(time.Now().Add(c.h.WriteTimeout))
+	if c.s.CloseReason().Kind == stream.CloseSlow {
+		// Cut off while this write was being prepared: the abort in OnEnd
+		// may have run before the deadline above replaced it.
+		_ = c.raw.SetWriteDeadline(time.Now())
+	}
+	_, err := bufs.WriteTo(c.raw)
+	clear(bufs[:cap(bufs)])
+	*bp = bufs[:0]
+	buffersPool.Put(bp)
+	return err
+}
+
+// Finish implements stream.Transport: the close frame of CONTRACT §3, then
+// the reader (which owns the socket's lifetime) is told to stop soon.
+func (c *wsConn) Finish(r stream.CloseReason) {
+	var frame []byte
+	switch r.Kind {
+	case stream.CloseDisconnect:
+		env := stream.Control{Type: stream.TypeDisconnect, Payload: map[string]string{"reason": r.Reason}}.JSON()
+		frame = append(appendHeader(nil, finText, len(env)), env...)
+		frame = append(frame, closeFrame(CodeDisconnected, "disconnected")...)
+	case stream.CloseSlow:
+		frame = closeFrame(CodeTooSlow, "too slow: resume to catch up")
+	case stream.CloseShutdown:
+		frame = closeFrame(CodeRestart, "server restarting")
+	default:
+		if code := c.closeCode.Load(); code != 0 {
+			frame = closeFrame(int(code), *c.closeText.Load())
 		}
 	}
-	c.s.Written(items)
-	return true
+	if frame != nil {
+		_ = c.raw.SetWriteDeadline(time.Now().Add(time.Second))
+		_, _ = c.raw.Write(frame)
+	}
+	// Let the peer answer our close; the reader closes the socket when it
+	// reads that answer or this deadline passes.
+	_ = c.raw.SetReadDeadline(time.Now().Add(time.Second))
 }
