@@ -111,6 +111,18 @@ func (s *Memory) expiredAt(msg *stream.Message, now int64) bool {
 // window walks userID's stream newest first and returns the kept messages
 // (newest first) and the highest Seq of the stream that is no longer kept.
 func (s *Memory) window(userID string, u *memUser, now int64) (kept []*stream.Message, lost uint64) {
+	var own []*stream.Message
+	if u != nil {
+		own = u.msgs
+	}
+	kept = make([]*stream.Message, 0, min(s.r.MaxCount, len(own)+len(s.bcasts)))
+	lost, _ = s.walk(userID, u, now, func(m *stream.Message) { kept = append(kept, m) })
+	return kept, lost
+}
+
+// walk visits the kept messages of userID's stream newest first and returns
+// the highest lost Seq and the oldest kept Seq (0 when none is kept).
+func (s *Memory) walk(userID string, u *memUser, now int64, visit func(*stream.Message)) (lost, oldest uint64) {
 	if u != nil {
 		lost = u.lost
 	}
@@ -126,6 +138,7 @@ func (s *Memory) window(userID string, u *memUser, now int64) (kept []*stream.Me
 	if u != nil {
 		own = u.msgs
 	}
+	kept := 0
 	i, j := len(own)-1, len(s.bcasts)-1
 	for i >= 0 || j >= 0 {
 		var msg *stream.Message
@@ -139,39 +152,47 @@ func (s *Memory) window(userID string, u *memUser, now int64) (kept []*stream.Me
 				continue
 			}
 		}
-		if len(kept) >= s.r.MaxCount || s.expiredAt(msg, now) {
+		if kept >= s.r.MaxCount || s.expiredAt(msg, now) {
 			if msg.Seq > lost {
 				lost = msg.Seq
 			}
 			// Everything older is lost too, and lower: stop here.
 			break
 		}
-		kept = append(kept, msg)
+		kept++
+		oldest = msg.Seq
+		if visit != nil {
+			visit(msg)
+		}
 	}
-	return kept, lost
+	return lost, oldest
 }
 
 // trimUser drops u's own messages that fell out of its window.
 func (s *Memory) trimUser(userID string, u *memUser, now int64) {
-	kept, _ := s.window(userID, u, now)
-	oldest := uint64(1<<64 - 1)
-	if len(kept) > 0 {
-		oldest = kept[len(kept)-1].Seq
+	_, oldest := s.walk(userID, u, now, nil)
+	if oldest == 0 {
+		oldest = 1<<64 - 1 // nothing kept
 	}
 	n := 0
 	for _, m := range u.msgs {
 		if m.Seq >= oldest && !s.expiredAt(m, now) {
 			break
 		}
-		if m.Seq > u.lost {
-			u.lost = m.Seq
-		}
 		n++
 	}
-	if n > 0 {
-		u.msgs = slices.Delete(u.msgs, 0, n)
-		s.expired += int64(n)
+	s.dropOwn(u, n)
+}
+
+// dropOwn drops u's n oldest own messages, remembering the highest as lost.
+func (s *Memory) dropOwn(u *memUser, n int) {
+	if n <= 0 {
+		return
 	}
+	u.lost = max(u.lost, u.msgs[n-1].Seq)
+	clear(u.msgs[:n])
+	u.msgs = u.msgs[n:]
+	s.expired += int64(n)
 }
 
 // dropOldBroadcasts drops broadcasts that are beyond every user's window.
