@@ -59,7 +59,7 @@ func TestOpenAPIMatchesRouter(t *testing.T) {
 	}
 	registered := map[string]bool{}
 	for _, r := range s.routes {
-		if !r.asset {
+		if !r.asset && r.Method != "HEAD" {
 			registered[r.Method+" "+r.Path] = true
 		}
 	}

@@ -131,6 +131,11 @@ func New(manager *stream.Manager, opts Options) *Server {
 func (s *Server) handle(method, path string, h http.Handler) {
 	s.router.Handler(method, path, tagRoute(method+" "+path, h))
 	s.routes = append(s.routes, route{Method: method, Path: path})
+	if method == http.MethodGet && path != "/sse" && path != "/ws" {
+		// RFC 9110 §9.1: HEAD wherever GET is (load balancers probe
+		// HEAD /healthz); net/http drops the body. Not for the streams.
+		s.router.Handler(http.MethodHead, path, tagRoute("HEAD "+path, h))
+	}
 }
 
 // api registers a REST route behind CORS, rate limiting and the API key.

@@ -54,11 +54,11 @@ func printBanner(w io.Writer, cfg *config, addr net.Addr, tokens *auth.Tokens, s
 	fmt.Fprintf(w, `
 Try it:
   # 1. get a subscriber token for user alice
-  TOKEN=$(curl -s -X POST %[1]s/api/ws/connect -H 'Authorization: Bearer %[2]s' -H 'Content-Type: application/json' -d '{"userId":"alice"}' | sed 's/.*"token":"\([^"]*\)".*/\1/')
+  TOKEN=$(curl -s -X POST %[1]s/api/ws/connect -H "Authorization: Bearer %[2]s" -H 'Content-Type: application/json' -d '{"userId":"alice"}' | sed 's/.*"token":"\([^"]*\)".*/\1/')
   # 2. in a second terminal, subscribe (SSE)
   curl -N "%[1]s/sse?access_token=$TOKEN"
   # 3. push a notification to alice
-  curl -X POST %[1]s/api/ws/push/notification -H 'Authorization: Bearer %[2]s' -H 'Content-Type: application/json' -d '{"userId":"alice","title":"Hello","body":"from pushd"}'
+  curl -X POST %[1]s/api/ws/push/notification -H "Authorization: Bearer %[2]s" -H 'Content-Type: application/json' -d '{"userId":"alice","title":"Hello","body":"from pushd"}'
 
 `, base, key)
 }
