@@ -2,6 +2,7 @@ package persist
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"sync"
 
@@ -15,15 +16,18 @@ import (
 const maxTombstones = 1024
 
 // Memory is the embedded in-memory Store. Appends are serialised by one
-// mutex, and the feed runs under it, so positions become visible and are
-// dispatched strictly in order.
+// mutex and hand their batch to the feed channel under it, so positions
+// become visible and are dispatched strictly in order; the feed runs on its
+// own goroutine, so a publisher waits for the store, not for the fan-out to
+// every subscriber.
 type Memory struct {
 	r     stream.Retention
 	epoch string
 
 	mu     sync.Mutex
 	head   uint64
-	feed   func([]*stream.Message)
+	feed   chan []*stream.Message // nil until SetFeed
+	closed bool
 	users  map[string]*memUser
 	bcasts []*stream.Message // kept broadcasts, oldest first
 	// bcastPlain counts kept broadcasts without exclusions: a broadcast with
@@ -50,11 +54,21 @@ func NewMemory(r stream.Retention) *Memory {
 // Epoch implements stream.Store.
 func (s *Memory) Epoch() string { return s.epoch }
 
+// feedBacklog bounds the batches committed but not yet dispatched; past it
+// Append waits (back-pressure on publishers, never on subscribers).
+const feedBacklog = 4096
+
 // SetFeed implements stream.Store.
 func (s *Memory) SetFeed(feed func([]*stream.Message)) {
+	ch := make(chan []*stream.Message, feedBacklog)
 	s.mu.Lock()
-	s.feed = feed
+	s.feed = ch
 	s.mu.Unlock()
+	go func() {
+		for batch := range ch {
+			feed(batch)
+		}
+	}()
 }
 
 func (s *Memory) user(id string) *memUser {
@@ -75,6 +89,9 @@ func (s *Memory) Append(ctx context.Context, drafts []stream.Draft) ([]*stream.M
 	out := make([]*stream.Message, len(drafts))
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.closed {
+		return nil, fmt.Errorf("memory store closed: %w", stream.ErrUnavailable)
+	}
 	for i, d := range drafts {
 		if d.Timestamp == 0 {
 			d.Timestamp = now
@@ -99,7 +116,7 @@ func (s *Memory) Append(ctx context.Context, drafts []stream.Draft) ([]*stream.M
 		s.trimUser(msg.UserID, u, now)
 	}
 	if s.feed != nil {
-		s.feed(out)
+		s.feed <- out
 	}
 	return out, nil
 }
@@ -314,5 +331,15 @@ func (s *Memory) QueueStats(ctx context.Context) (stream.QueueStats, error) {
 // Ping implements stream.Store.
 func (s *Memory) Ping(ctx context.Context) error { return nil }
 
-// Close implements stream.Store.
-func (s *Memory) Close() error { return nil }
+// Close implements stream.Store: later appends fail; the feed drains.
+func (s *Memory) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.closed {
+		s.closed = true
+		if s.feed != nil {
+			close(s.feed)
+		}
+	}
+	return nil
+}

@@ -166,16 +166,22 @@ func disconnectFrame(reason string) []byte {
 // rawConn is a hijacked HTTP/1.x connection: queued frames go out in one
 // writev.
 type rawConn struct {
-	conn    net.Conn
-	timeout time.Duration
-	s       *stream.Session
-	unwatch func()
+	conn     net.Conn
+	timeout  time.Duration
+	s        *stream.Session
+	unwatch  func()
+	deadline time.Time // write deadline in force (pump goroutine only)
 }
 
 var buffersPool = sync.Pool{New: func() any { return new(net.Buffers) }}
 
 func (c *rawConn) writeBuffers(bufs net.Buffers) error {
-	_ = c.conn.SetWriteDeadline(time.Now().Add(c.timeout))
+	// Re-arm only when the deadline in force is half spent: setting it is
+	// timer work that showed up on every write of a fan-out profile.
+	if now := time.Now(); c.deadline.Sub(now) < c.timeout/2 {
+		c.deadline = now.Add(c.timeout)
+		_ = c.conn.SetWriteDeadline(c.deadline)
+	}
 	if c.s.CloseReason().Kind == stream.CloseSlow {
 		// Cut off while this write was being prepared: the abort in OnEnd
 		// may have run before the deadline above replaced it.

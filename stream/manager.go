@@ -36,10 +36,7 @@ type Manager struct {
 	users map[string]*userSessions
 	byTr  map[string]int
 
-	curMu     sync.Mutex
-	curDirty  map[string]*Delivery
-	cursors   map[string]uint64 // last known delivered cursor of connected users
-	flushKick chan struct{}
+	cur       *cursorTable
 	stop      chan struct{}
 	stopped   chan struct{}
 	closeOnce sync.Once
@@ -72,16 +69,14 @@ func NewManager(store Store, cfg Config) *Manager {
 		cfg.Logger = slog.Default()
 	}
 	m := &Manager{
-		store:     store,
-		cfg:       cfg,
-		log:       cfg.Logger,
-		users:     make(map[string]*userSessions),
-		byTr:      make(map[string]int),
-		curDirty:  make(map[string]*Delivery),
-		cursors:   make(map[string]uint64),
-		flushKick: make(chan struct{}, 1),
-		stop:      make(chan struct{}),
-		stopped:   make(chan struct{}),
+		store:   store,
+		cfg:     cfg,
+		log:     cfg.Logger,
+		users:   make(map[string]*userSessions),
+		byTr:    make(map[string]int),
+		cur:     newCursorTable(),
+		stop:    make(chan struct{}),
+		stopped: make(chan struct{}),
 	}
 	store.SetFeed(m.dispatch)
 	go m.flushLoop()

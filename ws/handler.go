@@ -102,10 +102,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 type wsConn struct {
-	h    *Handler
-	conn *websocket.Conn
-	raw  net.Conn
-	s    *stream.Session
+	h             *Handler
+	conn          *websocket.Conn
+	raw           net.Conn
+	s             *stream.Session
+	writeDeadline time.Time // in force (pump goroutine only)
 	// closeCode, when set, is the close frame Finish sends for a session
 	// that ended from the peer's side (echo of its close, or 1008).
 	closeCode atomic.Int32
@@ -275,7 +276,12 @@ func (c *wsConn) Write(items []stream.Item) error {
 		hdrs = appendHeader(hdrs, finText, len(payload))
 		bufs = append(bufs, hdrs[start:], payload)
 	}
-	_ = c.raw.SetWriteDeadline(time.Now().Add(c.h.WriteTimeout))
+	// Re-arm only when the deadline in force is half spent: setting it is
+	// timer work that showed up on every write of a fan-out profile.
+	if now := time.Now(); c.writeDeadline.Sub(now) < c.h.WriteTimeout/2 {
+		c.writeDeadline = now.Add(c.h.WriteTimeout)
+		_ = c.raw.SetWriteDeadline(c.writeDeadline)
+	}
 	if c.s.CloseReason().Kind == stream.CloseSlow {
 		// Cut off while this write was being prepared: the abort in OnEnd
 		// may have run before the deadline above replaced it.
