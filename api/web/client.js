@@ -212,6 +212,7 @@ export class PushClient {
     if (!this._started) return;
     this._started = false;
     const wasLeader = this._role === 'leader';
+    this._gen++;
     this._closeTransport();
     this._clearTimers();
     if (this._lockAbort) { this._lockAbort.abort(); this._lockAbort = null; }
@@ -225,6 +226,7 @@ export class PushClient {
       globalThis.removeEventListener && globalThis.removeEventListener('pagehide', this._onPageHide);
       this._onPageHide = null;
     }
+    if (this._election) this._election.stop();
     this._election = null;
     this._role = 'none';
     this._setStatus('closed');
@@ -274,6 +276,7 @@ export class PushClient {
 
   _stepDown() {
     this._log('this tab follows another tab');
+    this._gen++;
     this._closeTransport();
     this._clearTimers();
     this._role = 'follower';
@@ -313,6 +316,7 @@ export class PushClient {
         if (leader && this._status === 'closed' && !this._stoppedByServer) this._retry();
         break;
       case 'state':
+        if (this._election) this._election.onMessage(m);
         if (leader) break;
         if (m.lastEventId && !this._lastEventId) this._setLastId(m.lastEventId);
         this._connectionId = m.connectionId || null;
@@ -349,9 +353,10 @@ export class PushClient {
     const el = {
       onMessage(m) {
         if (stopped) return;
-        if (m.t === 'alive') {
+        if (m.t === 'alive' || m.t === 'state') {
+          // A leader exists: stop claiming; of two leaders the smaller id stays.
           lastAlive = Date.now();
-          if (claiming && m.from < me) { clearTimeout(claiming.timer); claiming = null; }
+          if (claiming) { clearTimeout(claiming.timer); claiming = null; }
           if (self._role === 'leader' && m.from < me) self._stepDown();
         } else if (m.t === 'claim') {
           if (claiming && m.from < me) { clearTimeout(claiming.timer); claiming = null; lastAlive = Date.now(); }

@@ -170,7 +170,7 @@ let receivedAt = { n: 0, t: performance.now() };
 
 async function refreshStats() {
   if (!cfg.apiKey) {
-    $('#stats-note').textContent = 'Add apiKey=… to the URL fragment to see server stats.';
+    askApiKey();
     return;
   }
   try {
@@ -200,6 +200,26 @@ async function refreshStats() {
   $('[data-stat="localRate"]').textContent = rate.toFixed(1);
 }
 
+// Without an API key the monitoring panel and the push form cannot call the
+// REST API: ask for the key inline (kept for this tab in sessionStorage).
+function askApiKey() {
+  const note = $('#stats-note');
+  if (note.querySelector('form')) return;
+  note.textContent = '';
+  const f = document.createElement('form');
+  f.className = 'apikey';
+  f.innerHTML = '<label>API key for stats and test pushes <input name="apiKey" autocomplete="off"></label><button type="submit">Use</button>';
+  f.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    cfg.apiKey = String(new FormData(f).get('apiKey') || '').trim();
+    if (!cfg.apiKey) return;
+    sessionStorage.setItem('pushd-demo-apiKey', cfg.apiKey);
+    note.textContent = '';
+    refreshStats();
+  });
+  note.append(f);
+}
+
 // ---- the push form ----------------------------------------------------------
 
 function showFields() {
@@ -212,6 +232,11 @@ function showFields() {
 
 async function sendPush(ev) {
   ev.preventDefault();
+  if (!cfg.apiKey) {
+    $('#push-result').textContent = 'enter the API key in the monitoring panel first';
+    askApiKey();
+    return;
+  }
   const f = new FormData(ev.target);
   const kind = f.get('kind');
   const userId = f.get('userId') || cfg.user;

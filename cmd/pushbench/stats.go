@@ -96,12 +96,6 @@ func (b *bitset) set(i int) (already bool) {
 	return b.w[i/64].Or(m)&m != 0
 }
 
-func (b *bitset) has(i int) bool {
-	if i < 0 || i/64 >= len(b.w) {
-		return false
-	}
-	return b.w[i/64].Load()&(uint64(1)<<uint(i%64)) != 0
-}
 
 // andNotCount counts the bits set in b and not in o.
 func (b *bitset) andNotCount(o *bitset) int {
