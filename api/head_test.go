@@ -4,6 +4,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -34,5 +35,36 @@ func TestHEADOnGETRoutes(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusMethodNotAllowed {
 		t.Errorf("HEAD /sse: %d, want 405 (a stream has no HEAD)", resp.StatusCode)
+	}
+}
+
+func TestBatchBodyLimits(t *testing.T) {
+	m := stream.NewManager(persist.NewMemory(stream.Retention{MaxCount: 10, TTL: time.Hour}), stream.Config{})
+	ts := httptest.NewServer(New(m, Options{APIKey: "k", Tokens: auth.NewTokens("0123456789abcdef", time.Hour), HeartbeatInterval: time.Second, MaxMessageBytes: 200}))
+	defer ts.Close()
+	post := func(body string) (int, string) {
+		req, _ := http.NewRequest("POST", ts.URL+"/api/ws/push/batch", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer k")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	item := `{"kind":"notification","userId":"u","title":"t","body":"b"}`
+	items := make([]string, 1000)
+	for i := range items {
+		items[i] = item
+	}
+	// 1000 small messages: far over --max-message-bytes in total, accepted.
+	if code, body := post(`{"messages":[` + strings.Join(items, ",") + `]}`); code != http.StatusAccepted {
+		t.Fatalf("1000-message batch: %d %s", code, body)
+	}
+	big := `{"kind":"notification","userId":"u","title":"t","body":"` + strings.Repeat("x", 300) + `"}`
+	code, body := post(`{"messages":[` + item + "," + big + `]}`)
+	if code != http.StatusRequestEntityTooLarge || !strings.Contains(body, "messages[1]") {
+		t.Fatalf("oversized item: %d %s, want 413 naming messages[1]", code, body)
 	}
 }

@@ -229,7 +229,9 @@ const maxBatch = 1000
 // first; one invalid message rejects the batch; the rest are appended in one
 // store call (one transaction on PostgreSQL).
 func (s *Server) handleBatch(w http.ResponseWriter, r *http.Request) {
-	body, ok := s.readBody(w, r)
+	// A batch has its own body limit (--max-batch-bytes); each message in
+	// it is held to --max-message-bytes like a single push.
+	body, ok := s.readBodyLimit(w, r, s.opts.MaxBatchBytes)
 	if !ok {
 		return
 	}
@@ -251,6 +253,10 @@ func (s *Server) handleBatch(w http.ResponseWriter, r *http.Request) {
 	now := stream.NowMillis()
 	drafts := make([]stream.Draft, len(q.Messages))
 	for i, raw := range q.Messages {
+		if int64(len(raw)) > s.opts.MaxMessageBytes {
+			writeError(w, http.StatusRequestEntityTooLarge, codeTooLarge, fmt.Sprintf("messages[%d]: over %d bytes", i, s.opts.MaxMessageBytes))
+			return
+		}
 		var k kindField
 		if len(raw) == 0 || raw[0] != '{' || json.Unmarshal(raw, &k) != nil {
 			s.requestError(w, badf("messages[%d]: want an object with a kind", i))

@@ -21,7 +21,10 @@ func badf(format string, args ...any) error { return &badRequest{fmt.Sprintf(for
 // readBody reads the request body under the size limit. It reports 413 for
 // an oversized body and 400 for an unreadable or non-UTF-8 one.
 func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
-	limit := s.opts.MaxMessageBytes
+	return s.readBodyLimit(w, r, s.opts.MaxMessageBytes)
+}
+
+func (s *Server) readBodyLimit(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, bool) {
 	if r.ContentLength > limit {
 		writeError(w, http.StatusRequestEntityTooLarge, codeTooLarge, fmt.Sprintf("request body over %d bytes", limit))
 		return nil, false

@@ -28,6 +28,8 @@ type Options struct {
 	// AllowedOrigins: empty = same origin only; "*" = any.
 	AllowedOrigins  []string
 	MaxMessageBytes int64
+	// MaxBatchBytes is the body limit of POST /api/ws/push/batch.
+	MaxBatchBytes int64
 	// PublicURL is the base of wsUrl/sseUrl when behind a proxy.
 	PublicURL  string
 	SSEPadding int
@@ -66,6 +68,9 @@ func New(manager *stream.Manager, opts Options) *Server {
 	}
 	if opts.MaxMessageBytes <= 0 {
 		opts.MaxMessageBytes = 65536
+	}
+	if opts.MaxBatchBytes <= 0 {
+		opts.MaxBatchBytes = 16 << 20
 	}
 	if opts.RetryAfter <= 0 {
 		opts.RetryAfter = time.Second

@@ -96,7 +96,6 @@ func (b *bitset) set(i int) (already bool) {
 	return b.w[i/64].Or(m)&m != 0
 }
 
-
 // andNotCount counts the bits set in b and not in o.
 func (b *bitset) andNotCount(o *bitset) int {
 	n := 0

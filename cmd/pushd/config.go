@@ -30,6 +30,7 @@ type config struct {
 	AllowedOrigins    string
 	TLSCert, TLSKey   string
 	MaxMessageBytes   int64
+	MaxBatchBytes     int64
 	PublicURL         string
 	SSEPadding        int
 	// Additions beyond the contract's table.
@@ -61,6 +62,7 @@ func newFlagSet(c *config) *flag.FlagSet {
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "certificate file: serve HTTPS/WSS and HTTP/2")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "private key file for --tls-cert")
 	fs.Int64Var(&c.MaxMessageBytes, "max-message-bytes", 65536, "largest accepted request body")
+	fs.Int64Var(&c.MaxBatchBytes, "max-batch-bytes", 16<<20, "largest accepted body of POST /api/ws/push/batch (each message in it: --max-message-bytes)")
 	fs.StringVar(&c.PublicURL, "public-url", "", "base URL used in wsUrl/sseUrl when behind a proxy")
 	fs.IntVar(&c.SSEPadding, "sse-padding", 2048, "bytes of padding comment at the start of an SSE stream")
 	fs.DurationVar(&c.TokenTTL, "token-ttl", time.Hour, "lifetime of tokens minted by POST /api/ws/connect")
@@ -127,6 +129,8 @@ func (c *config) validate() error {
 		return fmt.Errorf("--offline-max-count must not be negative, got %d", c.OfflineMaxCount)
 	case c.MaxMessageBytes <= 0:
 		return fmt.Errorf("--max-message-bytes must be positive, got %d", c.MaxMessageBytes)
+	case c.MaxBatchBytes <= 0:
+		return fmt.Errorf("--max-batch-bytes must be positive, got %d", c.MaxBatchBytes)
 	case c.SSEPadding < 0:
 		return fmt.Errorf("--sse-padding must not be negative, got %d", c.SSEPadding)
 	case c.SendQueue < 1:
