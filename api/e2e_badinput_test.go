@@ -117,8 +117,14 @@ type unsized struct{ io.Reader }
 func TestE2EPayloadTooLarge(t *testing.T) {
 	t.Parallel()
 	h := newE2E(t, func(c *e2eConfig) { c.Opts.MaxMessageBytes = 1024 })
-	big := fmt.Sprintf(`{"userId":"u","title":"t","body":%q}`, strings.Repeat("x", 2000))
+	single := fmt.Sprintf(`{"userId":"u","title":"t","body":%q}`, strings.Repeat("x", 2000))
 	for _, path := range []string{"/api/ws/push/notification", "/api/ws/push/batch", "/api/ws/connect", "/api/ws/disconnect/u", "/api/ws/broadcast"} {
+		big := single
+		if path == "/api/ws/push/batch" {
+			// The batch body has its own limit; each message in it is
+			// held to MaxMessageBytes.
+			big = `{"messages":[` + strings.Replace(single, "{", `{"kind":"notification",`, 1) + `]}`
+		}
 		// With Content-Length.
 		h.do("POST", path, big, "Bearer "+e2eAPIKey).expectError(t, 413, "payload_too_large")
 		// Chunked: no Content-Length, the limit still holds while reading.
