@@ -40,6 +40,7 @@ type config struct {
 	RateBurst    int
 	DemoUser     string
 	LogLevel     string
+	PprofAddr    string
 	generatedKey bool
 	generatedJWT bool
 }
@@ -71,6 +72,7 @@ func newFlagSet(c *config) *flag.FlagSet {
 	fs.IntVar(&c.RateBurst, "rate-burst", 0, "burst allowed above --rate-limit (default: one second's worth)")
 	fs.StringVar(&c.DemoUser, "demo-user", "demo", "user of the demo dashboard link printed at start; empty = print none")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&c.PprofAddr, "pprof-addr", "", "serve net/http/pprof on this separate address (e.g. 127.0.0.1:6060); empty = off")
 	return fs
 }
 

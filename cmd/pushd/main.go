@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"strings"
@@ -99,6 +100,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	defer stopExpire()
 	go expireLoop(expireCtx, store, cfg.OfflineTTL, logger)
 
+	if cfg.PprofAddr != "" {
+		go servePprof(cfg.PprofAddr, logger)
+	}
 	printBanner(stdout, cfg, ln.Addr(), tokens, store)
 
 	serveErr := make(chan error, 1)
@@ -169,4 +173,18 @@ func expireLoop(ctx context.Context, store stream.Store, ttl time.Duration, logg
 
 func oneLine(err error) string {
 	return strings.Join(strings.Fields(err.Error()), " ")
+}
+
+// servePprof exposes the profiler on its own listener, never on the public
+// address.
+func servePprof(addr string, logger *slog.Logger) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	if err := srv.ListenAndServe(); err != nil {
+		logger.Warn("pprof listener stopped", "addr", addr, "err", err)
+	}
 }
