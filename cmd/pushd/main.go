@@ -56,7 +56,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		mctx, cancel := context.WithTimeout(ctx, time.Minute)
 		defer cancel()
-		if err := migrateDB(mctx, cfg.DatabaseURL); err != nil {
+		if err := persist.Migrate(mctx, cfg.DatabaseURL); err != nil {
 			fmt.Fprintf(stderr, "pushd: migrate: %v\n", oneLine(err))
 			return 2
 		}
@@ -143,7 +143,7 @@ func openStore(ctx context.Context, cfg *config, logger *slog.Logger) (stream.St
 	}
 	octx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	store, err := openPostgres(octx, cfg.DatabaseURL, r, logger)
+	store, err := persist.OpenPostgres(octx, cfg.DatabaseURL, r, logger)
 	if err != nil {
 		return nil, fmt.Errorf("database: %w", err)
 	}

@@ -128,7 +128,7 @@ func TestRunServesAndShutsDownGracefully(t *testing.T) {
 	var base string
 	deadline := time.Now().Add(10 * time.Second)
 	for base == "" {
-		if m := re.FindStringSubmatch(stdout.String()); m != nil {
+		if m := re.FindStringSubmatch(stdout.String()); m != nil && strings.Contains(stdout.String(), "curl -X POST") {
 			base = m[1]
 		} else if time.Now().After(deadline) {
 			t.Fatalf("no listening line; stdout %q stderr %q", stdout.String(), stderr.String())

@@ -1,0 +1,361 @@
+package persist
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5"
+
+	pushsql "github.com/pushd/pushd/sql"
+	"github.com/pushd/pushd/stream"
+)
+
+// Group commit: Append calls queue their drafts; one writer goroutine takes
+// everything queued (up to maxGroupDrafts), appends it in one transaction
+// and wakes the callers. Under load a single commit (and its fsync) carries
+// many publishers, and positions are assigned in one place, in order.
+
+const (
+	maxGroupDrafts = 2000
+	// commitTimeout bounds one group transaction, so a hung server turns
+	// into errors instead of stuck publishers.
+	commitTimeout = 15 * time.Second
+)
+
+type appendReq struct {
+	ctx    context.Context
+	drafts []stream.Draft
+	done   chan appendRes // buffered: the writer never blocks on a caller
+}
+
+type appendRes struct {
+	msgs []*stream.Message
+	err  error
+}
+
+// Append implements stream.Store. It returns only after the transaction
+// holding the drafts committed; when the outcome is unknown (connection lost
+// during commit) it returns an error, never success.
+func (s *Postgres) Append(ctx context.Context, drafts []stream.Draft) ([]*stream.Message, error) {
+	if err := s.usable(); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if len(drafts) == 0 {
+		return []*stream.Message{}, nil
+	}
+	now := s.r.Clock().UnixMilli()
+	ds := make([]stream.Draft, len(drafts))
+	for i, d := range drafts {
+		// PostgreSQL text cannot hold NUL or invalid UTF-8; reject it here so
+		// one bad draft never fails the other publishers of its group.
+		if err := checkText(d.UserID, d.Type, d.Key); err != nil {
+			return nil, fmt.Errorf("persist: draft %d: %w", i, err)
+		}
+		if err := checkText(d.Exclude...); err != nil {
+			return nil, fmt.Errorf("persist: draft %d exclude: %w", i, err)
+		}
+		if d.Timestamp == 0 {
+			d.Timestamp = now
+		}
+		ds[i] = d
+	}
+	req := &appendReq{ctx: ctx, drafts: ds, done: make(chan appendRes, 1)}
+	select {
+	case s.reqs <- req:
+	case <-ctx.Done():
+		return nil, s.fail(ctx, "append", ctx.Err())
+	case <-s.stop:
+		return nil, errClosed
+	}
+	select {
+	case res := <-req.done:
+		return res.msgs, res.err
+	case <-ctx.Done():
+		// The group may still commit: then the feed delivers the messages,
+		// but the caller is told it failed, never the other way round.
+		return nil, s.fail(ctx, "append", ctx.Err())
+	case <-s.writerGone:
+		select {
+		case res := <-req.done:
+			return res.msgs, res.err
+		default:
+			return nil, errClosed
+		}
+	}
+}
+
+func checkText(ss ...string) error {
+	for _, s := range ss {
+		if strings.IndexByte(s, 0) >= 0 || !utf8.ValidString(s) {
+			return fmt.Errorf("string %q holds NUL or invalid UTF-8", s)
+		}
+	}
+	return nil
+}
+
+// writer is the single goroutine that appends to the log from this process.
+func (s *Postgres) writer() {
+	defer s.wg.Done()
+	defer close(s.writerGone)
+	for {
+		var first *appendReq
+		select {
+		case first = <-s.reqs:
+		case <-s.stop:
+			for {
+				select {
+				case r := <-s.reqs:
+					r.done <- appendRes{err: errClosed}
+				default:
+					return
+				}
+			}
+		}
+		group := []*appendReq{first}
+		n := len(first.drafts)
+	gather:
+		for n < maxGroupDrafts {
+			select {
+			case r := <-s.reqs:
+				group = append(group, r)
+				n += len(r.drafts)
+			default:
+				break gather
+			}
+		}
+		s.commitGroup(group)
+	}
+}
+
+func (s *Postgres) commitGroup(group []*appendReq) {
+	live := group[:0]
+	for _, r := range group {
+		if err := r.ctx.Err(); err != nil {
+			r.done <- appendRes{err: err} // gave up while queued: not appended
+			continue
+		}
+		live = append(live, r)
+	}
+	if len(live) == 0 {
+		return
+	}
+	msgs, err := s.commit(live)
+	if err != nil && len(live) > 1 && !errors.Is(err, stream.ErrUnavailable) {
+		// Not an outage but a statement error: retry one by one so only
+		// the culprit fails.
+		for _, r := range live {
+			m, err := s.commit([]*appendReq{r})
+			if err != nil {
+				r.done <- appendRes{err: err}
+				continue
+			}
+			r.done <- appendRes{msgs: m}
+			s.handToTail(m)
+		}
+		return
+	}
+	if err != nil {
+		for _, r := range live {
+			r.done <- appendRes{err: err}
+		}
+		return
+	}
+	i := 0
+	for _, r := range live {
+		r.done <- appendRes{msgs: msgs[i : i+len(r.drafts) : i+len(r.drafts)]}
+		i += len(r.drafts)
+	}
+	s.handToTail(msgs)
+}
+
+// handToTail gives committed messages to the tail, which feeds them without
+// reading them back when nothing from another node came in between.
+func (s *Postgres) handToTail(msgs []*stream.Message) {
+	select {
+	case s.local <- msgs:
+	default:
+		s.kick() // the tail reads them from the table instead
+	}
+}
+
+// commit appends the drafts of group in one transaction: a pipelined batch
+// (one round trip) that PostgreSQL runs as one implicit transaction.
+//
+// The memory store applies retention draft by draft; here it is applied per
+// segment of drafts, with the same result as long as no user's conflated
+// draft follows another draft of the same user within a segment (a trim in
+// between could drop, and count, the message the conflated draft would
+// supersede). segments cuts there; usually the whole group is one segment.
+func (s *Postgres) commit(group []*appendReq) ([]*stream.Message, error) {
+	var flat []stream.Draft
+	for _, r := range group {
+		flat = append(flat, r.drafts...)
+	}
+	// Not the store's stop context: Close lets a commit in flight finish.
+	ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
+	defer cancel()
+	cutoff := s.cutoff(s.r.Clock())
+	b := &pgx.Batch{}
+	b.Queue(`SELECT pg_advisory_xact_lock($1)`, pushsql.AppendLock)
+	for _, seg := range segments(flat) {
+		s.queueSegment(b, seg, cutoff)
+	}
+	b.Queue(`SELECT pg_notify($1, $2)`, pushsql.NotifyChannel, s.node)
+
+	var base int64 = -1
+	br := s.pool.SendBatch(ctx, b)
+	err := func() error {
+		for _, q := range b.QueuedQueries {
+			if q.SQL != sqlInsert {
+				if _, err := br.Exec(); err != nil {
+					return err
+				}
+				continue
+			}
+			var segBase int64
+			if err := br.QueryRow().Scan(&segBase); err != nil {
+				return err
+			}
+			if base < 0 {
+				base = segBase
+			}
+		}
+		return nil
+	}()
+	// Close reads up to ReadyForQuery, which follows the implicit COMMIT:
+	// only a nil here means the group is durable.
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, s.fail(ctx, "append", err)
+	}
+	out := make([]*stream.Message, len(flat))
+	for i, d := range flat {
+		if len(d.Exclude) == 0 {
+			d.Exclude = nil
+		}
+		out[i] = stream.NewMessage(s.epoch, uint64(base)+uint64(i)+1, d)
+	}
+	return out, nil
+}
+
+// segments splits drafts where a user's conflated draft follows another
+// draft of that user.
+func segments(drafts []stream.Draft) [][]stream.Draft {
+	var out [][]stream.Draft
+	start := 0
+	seen := map[string]bool{}
+	for i, d := range drafts {
+		if d.UserID == "" {
+			continue
+		}
+		if d.Key != "" && seen[d.UserID] {
+			out = append(out, drafts[start:i])
+			start = i
+			clear(seen)
+		}
+		seen[d.UserID] = true
+	}
+	return append(out, drafts[start:])
+}
+
+// queueSegment queues the statements appending one segment: insert,
+// supersede, trim the appending users, drop broadcasts past the cap.
+func (s *Postgres) queueSegment(b *pgx.Batch, drafts []stream.Draft, cutoff int64) {
+	var (
+		users, types, keys []string
+		payloads           [][]byte
+		stamps             []int64
+		excludes           []*string
+		lastBcast          int                // ordinal (1-based) of the last broadcast, 0 for none
+		lastOwn            = map[string]int{} // user -> ordinal of its last draft
+		keyed              = map[[2]string]bool{}
+		keyUsers, keyKeys  []string
+	)
+	for i, d := range drafts {
+		users = append(users, d.UserID)
+		types = append(types, d.Type)
+		keys = append(keys, d.Key)
+		payloads = append(payloads, d.Payload)
+		stamps = append(stamps, d.Timestamp)
+		var ex *string
+		if d.UserID == "" {
+			lastBcast = i + 1
+			if len(d.Exclude) > 0 {
+				j, _ := json.Marshal(d.Exclude)
+				js := string(j)
+				ex = &js
+			}
+		} else {
+			lastOwn[d.UserID] = i + 1
+			if d.Key != "" && !keyed[[2]string{d.UserID, d.Key}] {
+				keyed[[2]string{d.UserID, d.Key}] = true
+				keyUsers = append(keyUsers, d.UserID)
+				keyKeys = append(keyKeys, d.Key)
+			}
+		}
+		excludes = append(excludes, ex)
+	}
+	// Sorted: rows of push.users are locked in one order by every writer.
+	trimUsers := slices.Sorted(maps.Keys(lastOwn))
+	ords := make([]int64, len(trimUsers))
+	for i, u := range trimUsers {
+		ords[i] = int64(lastOwn[u])
+	}
+
+	b.Queue(sqlInsert, int64(len(drafts)), int64(lastBcast), users, types, keys, payloads, stamps, excludes)
+	if len(keyUsers) > 0 {
+		b.Queue(sqlSupersede, keyUsers, keyKeys)
+	}
+	if len(trimUsers) > 0 {
+		// Before dropping broadcasts: they were there when these users'
+		// drafts were appended.
+		b.Queue(sqlTrimUsersOnAppend, trimUsers, int64(s.r.MaxCount), cutoff, ords, int64(len(drafts)))
+	}
+	if lastBcast > 0 {
+		b.Queue(sqlDropBroadcastsByCap, int64(s.r.MaxCount))
+		b.Queue(sqlFoldTombstones, maxTombstones)
+	}
+}
+
+// sqlInsert assigns positions head+1..head+n (under AppendLock, taken by the
+// previous statement of the batch) and inserts the drafts.
+const sqlInsert = `
+WITH h AS (
+    UPDATE push.meta
+    SET head = head + $1::bigint,
+        bcast_head = CASE WHEN $2::bigint > 0 THEN head + $2::bigint ELSE bcast_head END
+    RETURNING head - $1::bigint AS base
+), ins AS (
+    INSERT INTO push.messages (seq, user_id, exclude, type, key, payload, ts)
+    SELECT h.base + d.ord, nullif(d.user_id, ''),
+           CASE WHEN d.excl IS NULL THEN '{}'::text[]
+                ELSE ARRAY(SELECT json_array_elements_text(d.excl::json)) END,
+           d.type, nullif(d.key, ''), d.payload, d.ts
+    FROM h, unnest($3::text[], $4::text[], $5::text[], $6::bytea[], $7::bigint[], $8::text[])
+            WITH ORDINALITY AS d(user_id, type, key, payload, ts, excl, ord)
+)
+SELECT base FROM h`
+
+// sqlSupersede: for each (user, key) appended, only the newest message stays
+// in the offline store; the older ones leave without counting as trimmed.
+const sqlSupersede = `
+UPDATE push.messages m SET gone_at = now()
+FROM (
+    SELECT k.user_id, k.key,
+           (SELECT max(x.seq) FROM push.messages x
+            WHERE x.user_id = k.user_id AND x.key = k.key AND x.gone_at IS NULL) AS top
+    FROM unnest($1::text[], $2::text[]) AS k(user_id, key)
+) k
+WHERE m.user_id = k.user_id AND m.key = k.key AND m.gone_at IS NULL AND m.seq < k.top`

@@ -1,0 +1,79 @@
+package persist
+
+import (
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pushd/pushd/internal/pgtest"
+	"github.com/pushd/pushd/stream"
+)
+
+// defaults: the retention pushd runs with unless configured otherwise.
+var defaults = stream.Retention{MaxCount: 100, TTL: 24 * time.Hour}
+
+// BenchmarkPostgresAppend: one-message appends from P concurrent
+// publishers (to 1000 users); group commit is what makes P>1 scale.
+func BenchmarkPostgresAppend(b *testing.B) {
+	for _, p := range []int{1, 8, 64} {
+		b.Run(fmt.Sprint("publishers=", p), func(b *testing.B) {
+			s := openPG(b, pgtest.NewDB(b), defaults)
+			s.SetFeed(func([]*stream.Message) {})
+			var next atomic.Int64
+			b.ResetTimer()
+			var wg sync.WaitGroup
+			for range p {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for {
+						i := next.Add(1)
+						if i > int64(b.N) {
+							return
+						}
+						if _, err := s.Append(bg, []stream.Draft{note(fmt.Sprint("u", i%1000), int(i))}); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "appends/s")
+		})
+	}
+}
+
+// BenchmarkPostgresReplay: reading a 100-message backlog (what a connect
+// with offline delivery does), among other users' messages and broadcasts.
+func BenchmarkPostgresReplay(b *testing.B) {
+	s := openPG(b, pgtest.NewDB(b), defaults)
+	s.SetFeed(func([]*stream.Message) {})
+	var ds []stream.Draft
+	for i := range 3000 {
+		switch {
+		case i%30 == 0:
+			ds = append(ds, bcast(i))
+		case i%3 == 0:
+			ds = append(ds, note("replay", i))
+		default:
+			ds = append(ds, note(fmt.Sprint("other", i%50), i))
+		}
+		if len(ds) == 500 {
+			mustAppend(b, s, ds...)
+			ds = ds[:0]
+		}
+	}
+	msgs, _, err := s.ReadStream(bg, "replay", 0, 500)
+	if err != nil || len(msgs) != 100 {
+		b.Fatalf("backlog of %d messages, %v; want 100", len(msgs), err)
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		if _, _, err := s.ReadStream(bg, "replay", 0, 500); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

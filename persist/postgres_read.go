@@ -1,0 +1,117 @@
+package persist
+
+import (
+	"context"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pushd/pushd/stream"
+)
+
+// sqlReadStream reads one page of a user's stream and whether anything of
+// it after the resume point is lost, in one statement: one snapshot, so a
+// message trimmed between "where does the window start" and "read the page"
+// cannot vanish unreported.
+//
+// $1 user, $2 MaxCount, $3 TTL cutoff, $4 after, $5 limit. Always returns at
+// least one row; lost is on every row, the message columns are NULL when the
+// page is empty. Each branch is an index range scan that stops at the limit.
+var sqlReadStream = `
+WITH b AS MATERIALIZED (
+    SELECT coalesce(` + windowBoundSQL("$1::text", "$2::bigint", "$3::bigint", "") + `, 0) AS bound
+), l AS (
+    SELECT b.bound, greatest(b.bound,
+        (SELECT lost FROM push.users WHERE user_id = $1::text),
+        (SELECT bcast_lost FROM push.meta),
+        (SELECT seq FROM push.tombstones WHERE NOT ($1::text = ANY (exclude)) ORDER BY seq DESC LIMIT 1)
+    ) AS lost
+    FROM b
+)
+SELECT l.lost, m.seq, m.user_id, m.exclude, m.type, m.key, m.payload, m.ts
+FROM l LEFT JOIN LATERAL (
+    SELECT * FROM (
+        (SELECT seq, user_id, exclude, type, key, payload, ts FROM push.messages
+         WHERE user_id = $1::text AND gone_at IS NULL AND seq > greatest($4::bigint, l.bound)
+         ORDER BY seq LIMIT $5::bigint)
+        UNION ALL
+        (SELECT seq, user_id, exclude, type, key, payload, ts FROM push.messages
+         WHERE user_id IS NULL AND gone_at IS NULL AND NOT ($1::text = ANY (exclude))
+           AND seq > greatest($4::bigint, l.bound)
+         ORDER BY seq LIMIT $5::bigint)
+    ) u ORDER BY seq LIMIT $5::bigint
+) m ON true
+ORDER BY m.seq`
+
+// ReadStream implements stream.Store.
+func (s *Postgres) ReadStream(ctx context.Context, userID string, after uint64, limit int) ([]*stream.Message, bool, error) {
+	if err := s.usable(); err != nil {
+		return nil, false, err
+	}
+	limit = max(limit, 0)
+	rows, err := s.pool.Query(ctx, sqlReadStream, userID, int64(s.r.MaxCount), s.cutoff(s.r.Clock()), int64(after), int64(limit))
+	if err != nil {
+		return nil, false, s.fail(ctx, "read stream", err)
+	}
+	defer rows.Close()
+	var (
+		out  []*stream.Message
+		lost int64
+	)
+	for rows.Next() {
+		var (
+			seq      *int64
+			user     *string
+			exclude  []string
+			typ, key *string
+			payload  []byte
+			ts       *int64
+		)
+		if err := rows.Scan(&lost, &seq, &user, &exclude, &typ, &key, &payload, &ts); err != nil {
+			return nil, false, s.fail(ctx, "read stream", err)
+		}
+		if seq == nil {
+			continue
+		}
+		out = append(out, s.message(*seq, user, exclude, *typ, key, payload, *ts))
+	}
+	if err := rows.Err(); err != nil {
+		return nil, false, s.fail(ctx, "read stream", err)
+	}
+	return out, uint64(lost) > after, nil
+}
+
+// message rebuilds a stored message from its row.
+func (s *Postgres) message(seq int64, user *string, exclude []string, typ string, key *string, payload []byte, ts int64) *stream.Message {
+	d := stream.Draft{Type: typ, Payload: payload, Timestamp: ts}
+	if user != nil {
+		d.UserID = *user
+	}
+	if len(exclude) > 0 {
+		d.Exclude = exclude
+	}
+	if key != nil {
+		d.Key = *key
+	}
+	return stream.NewMessage(s.epoch, uint64(seq), d)
+}
+
+// scanMessages reads rows of (seq, user_id, exclude, type, key, payload, ts).
+func (s *Postgres) scanMessages(rows pgx.Rows) ([]*stream.Message, error) {
+	defer rows.Close()
+	var out []*stream.Message
+	for rows.Next() {
+		var (
+			seq, ts int64
+			user    *string
+			exclude []string
+			typ     string
+			key     *string
+			payload []byte
+		)
+		if err := rows.Scan(&seq, &user, &exclude, &typ, &key, &payload, &ts); err != nil {
+			return nil, err
+		}
+		out = append(out, s.message(seq, user, exclude, typ, key, payload, ts))
+	}
+	return out, rows.Err()
+}
