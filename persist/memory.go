@@ -58,6 +58,9 @@ func (s *Memory) Epoch() string { return s.epoch }
 // Append waits (back-pressure on publishers, never on subscribers).
 const feedBacklog = 4096
 
+// maxFeedBatch bounds how many committed messages one dispatch carries.
+const maxFeedBatch = 256
+
 // SetFeed implements stream.Store.
 func (s *Memory) SetFeed(feed func([]*stream.Message)) {
 	ch := make(chan []*stream.Message, feedBacklog)
@@ -66,6 +69,22 @@ func (s *Memory) SetFeed(feed func([]*stream.Message)) {
 	s.mu.Unlock()
 	go func() {
 		for batch := range ch {
+			// Coalesce what else is committed already: one dispatch, and
+			// per session one queue append and one write.
+			open := true
+			for open && len(batch) < maxFeedBatch {
+				select {
+				case more, ok := <-ch:
+					if !ok {
+						open = false
+						break
+					}
+					batch = append(batch[:len(batch):len(batch)], more...)
+					continue
+				default:
+				}
+				break
+			}
 			feed(batch)
 		}
 	}()

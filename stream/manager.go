@@ -139,28 +139,47 @@ func (m *Manager) detach(s *Session) {
 
 // dispatch is the store feed: it hands each message to every live session of
 // its stream without ever blocking. Sessions that overflow are cut off.
+//
+// A batch of several messages (the store coalesces what was committed while
+// the previous dispatch ran) is handed over session by session, all of a
+// session's messages at once, so a busy node writes several messages per
+// syscall instead of one.
 func (m *Manager) dispatch(batch []*Message) {
 	var slow []*Session
-	m.mu.RLock()
-	for _, msg := range batch {
-		if msg.UserID != "" {
-			if us := m.users[msg.UserID]; us != nil {
-				for s := range us.sessions {
-					if !s.deliver(msg) {
-						slow = append(slow, s)
-					}
-				}
+	deliver := func(us *userSessions, msgs []*Message) {
+		for s := range us.sessions {
+			if !s.deliverAll(msgs) {
+				slow = append(slow, s)
 			}
-			continue
 		}
-		for uid, us := range m.users {
-			if len(msg.Exclude) > 0 && msg.Excludes(uid) {
-				continue
+	}
+	m.mu.RLock()
+	switch {
+	case len(batch) == 1 && batch[0].UserID != "":
+		if us := m.users[batch[0].UserID]; us != nil {
+			deliver(us, batch)
+		}
+	case !hasBroadcast(batch):
+		byUser := make(map[string][]*Message)
+		for _, msg := range batch {
+			if m.users[msg.UserID] != nil {
+				byUser[msg.UserID] = append(byUser[msg.UserID], msg)
 			}
-			for s := range us.sessions {
-				if !s.deliver(msg) {
-					slow = append(slow, s)
+		}
+		for uid, msgs := range byUser {
+			deliver(m.users[uid], msgs)
+		}
+	default:
+		mine := make([]*Message, 0, len(batch))
+		for uid, us := range m.users {
+			mine = mine[:0]
+			for _, msg := range batch {
+				if msg.For(uid) {
+					mine = append(mine, msg)
 				}
+			}
+			if len(mine) > 0 {
+				deliver(us, mine)
 			}
 		}
 	}
@@ -169,6 +188,15 @@ func (m *Manager) dispatch(batch []*Message) {
 	for _, s := range slow {
 		m.kickSlow(s)
 	}
+}
+
+func hasBroadcast(batch []*Message) bool {
+	for _, msg := range batch {
+		if msg.UserID == "" {
+			return true
+		}
+	}
+	return false
 }
 
 func (m *Manager) kickSlow(s *Session) {

@@ -70,6 +70,12 @@ func (m *Manager) replay(ctx context.Context, s *Session, lastEventID string) er
 		}
 	}
 
+	// The client has everything up to after: live messages at or below it
+	// may still come from a dispatcher that lags behind the store (a
+	// message replayed to an earlier connection can be dispatched after
+	// this one registered) and must not be sent again.
+	s.skipThrough(after)
+
 	for first := true; ; first = false {
 		select {
 		case <-s.done:

@@ -178,6 +178,13 @@ func (s *Session) Heartbeat(clientTime int64) {
 	s.push(Control{Type: TypeHeartbeat, Payload: p})
 }
 
+// skipThrough marks everything up to seq as already held by the client.
+func (s *Session) skipThrough(seq uint64) {
+	s.mu.Lock()
+	s.lastSeq = max(s.lastSeq, seq)
+	s.mu.Unlock()
+}
+
 // replayed queues a message read from the store during replay; replay is not
 // bounded by the live limit (it is at most one user's kept stream).
 func (s *Session) replayed(msg *Message) {
@@ -211,29 +218,34 @@ func (s *Session) goLive() {
 	}
 }
 
-// deliver is called by the dispatcher; it never blocks. It reports false when
-// the session overflowed and must be cut off.
-func (s *Session) deliver(msg *Message) bool {
+// deliverAll is called by the dispatcher with messages of this session's
+// stream, in order; it never blocks. One lock and one wake-up for all of
+// them, so they go out in one write. It reports false when the session
+// overflowed and must be cut off.
+func (s *Session) deliverAll(msgs []*Message) bool {
 	s.mu.Lock()
 	if s.closed.Kind != CloseNone {
 		s.mu.Unlock()
 		return true
 	}
 	if s.replaying {
-		if len(s.held) >= s.limit {
+		if len(s.held)+len(msgs) > s.limit {
 			s.mu.Unlock()
 			return false
 		}
-		s.held = append(s.held, msg)
+		s.held = append(s.held, msgs...)
 		s.mu.Unlock()
 		return true
 	}
-	ok := s.enqueueLive(msg)
-	s.mu.Unlock()
-	if ok {
-		s.signal()
+	for _, msg := range msgs {
+		if !s.enqueueLive(msg) {
+			s.mu.Unlock()
+			return false
+		}
 	}
-	return ok
+	s.mu.Unlock()
+	s.signal()
+	return true
 }
 
 // enqueueLive queues msg (s.mu held). A dashboard update still queued for the
