@@ -89,8 +89,9 @@ func (m *Message) For(userID string) bool {
 
 func (m *Message) render() {
 	m.once.Do(func() {
-		m.json = appendEnvelope(nil, m.ID, m.Type, m.Payload, m.Timestamp)
-		m.sse = appendSSE(nil, m.ID, m.Type, m.json)
+		// Sized up front: growing these showed in publish profiles.
+		m.json = appendEnvelope(make([]byte, 0, len(m.Payload)+len(m.ID)+len(m.Type)+64), m.ID, m.Type, m.Payload, m.Timestamp)
+		m.sse = appendSSE(make([]byte, 0, len(m.json)+2*len(m.ID)+len(m.Type)+32), m.ID, m.Type, m.json)
 	})
 }
 
