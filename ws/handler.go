@@ -52,6 +52,9 @@ func (h *Handler) init() {
 	h.upgrader = websocket.Upgrader{
 		ReadBufferSize:  512,
 		WriteBufferSize: 256, // used only for handshake-time close frames
+		// Taken from the pool for those writes only, so an idle
+		// connection holds no write buffer.
+		WriteBufferPool: &sync.Pool{},
 		CheckOrigin:     h.CheckOrigin,
 		Error: func(w http.ResponseWriter, r *http.Request, status int, reason error) {
 			w.Header().Set("Content-Type", "application/json")
