@@ -9,17 +9,10 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/pushd/pushd/auth"
-	"github.com/pushd/pushd/persist"
-	"github.com/pushd/pushd/stream"
 )
 
 func benchServer(b *testing.B) (*httptest.Server, *http.Client) {
-	m := stream.NewManager(persist.NewMemory(stream.Retention{MaxCount: 100, TTL: time.Hour}), stream.Config{})
-	s := New(m, Options{APIKey: "k", Tokens: auth.NewTokens("0123456789abcdef", time.Hour), HeartbeatInterval: time.Minute, MaxMessageBytes: 1 << 20})
-	ts := httptest.NewServer(s)
-	b.Cleanup(ts.Close)
+	ts := startTestServer(b, func(o *Options) { o.HeartbeatInterval = time.Minute })
 	return ts, &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 }
 

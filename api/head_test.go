@@ -3,20 +3,12 @@ package api
 import (
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/pushd/pushd/auth"
-	"github.com/pushd/pushd/persist"
-	"github.com/pushd/pushd/stream"
 )
 
 func TestHEADOnGETRoutes(t *testing.T) {
-	m := stream.NewManager(persist.NewMemory(stream.Retention{MaxCount: 1, TTL: time.Hour}), stream.Config{})
-	ts := httptest.NewServer(New(m, Options{APIKey: "k", Tokens: auth.NewTokens("0123456789abcdef", time.Hour), HeartbeatInterval: time.Second}))
-	defer ts.Close()
+	ts := startTestServer(t, nil)
 	for _, p := range []string{"/healthz", "/readyz", "/metrics", "/client.js", "/"} {
 		resp, err := http.Head(ts.URL + p)
 		if err != nil {
@@ -39,9 +31,7 @@ func TestHEADOnGETRoutes(t *testing.T) {
 }
 
 func TestBatchBodyLimits(t *testing.T) {
-	m := stream.NewManager(persist.NewMemory(stream.Retention{MaxCount: 10, TTL: time.Hour}), stream.Config{})
-	ts := httptest.NewServer(New(m, Options{APIKey: "k", Tokens: auth.NewTokens("0123456789abcdef", time.Hour), HeartbeatInterval: time.Second, MaxMessageBytes: 200}))
-	defer ts.Close()
+	ts := startTestServer(t, func(o *Options) { o.MaxMessageBytes = 200 })
 	post := func(body string) (int, string) {
 		req, _ := http.NewRequest("POST", ts.URL+"/api/ws/push/batch", strings.NewReader(body))
 		req.Header.Set("Authorization", "Bearer k")

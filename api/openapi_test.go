@@ -7,11 +7,6 @@ import (
 	"sort"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/pushd/pushd/auth"
-	"github.com/pushd/pushd/persist"
-	"github.com/pushd/pushd/stream"
 )
 
 // openapiRoutes reads "METHOD /path" pairs from the paths section of
@@ -51,8 +46,7 @@ func openapiRoutes(t *testing.T) map[string]bool {
 // TestOpenAPIMatchesRouter fails when a route is registered but not
 // described in openapi.yaml, or described but not registered.
 func TestOpenAPIMatchesRouter(t *testing.T) {
-	m := stream.NewManager(persist.NewMemory(stream.Retention{MaxCount: 1, TTL: time.Hour}), stream.Config{})
-	s := New(m, Options{APIKey: "k", Tokens: auth.NewTokens("0123456789abcdef", time.Hour), HeartbeatInterval: time.Second})
+	s := newTestServer(t, nil)
 	documented := openapiRoutes(t)
 	if len(documented) < 10 {
 		t.Fatalf("parsed only %d routes from openapi.yaml: parser or file broken", len(documented))
