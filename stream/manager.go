@@ -41,7 +41,9 @@ type Manager struct {
 	stopped   chan struct{}
 	closeOnce sync.Once
 
-	live liveGroup // started sessions not yet finished
+	// live counts started sessions not yet finished, so Shutdown can wait
+	// for their close frames to be written.
+	live sync.WaitGroup
 
 	slowKicks   atomic.Uint64
 	dispatched  atomic.Uint64

@@ -1,7 +1,5 @@
 package stream
 
-import "sync"
-
 // Transport is a connection that Session.Start drives.
 //
 // Sessions started with a Transport need no goroutine while idle: when
@@ -93,7 +91,3 @@ func (s *Session) finish(t Transport, r CloseReason) {
 	t.Finish(r)
 	s.m.live.Done()
 }
-
-// liveGroup counts started sessions so Shutdown can wait for their close
-// frames to be written.
-type liveGroup = sync.WaitGroup

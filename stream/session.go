@@ -3,7 +3,6 @@ package stream
 import (
 	"sync"
 	"sync/atomic"
-	"time"
 )
 
 // Item is one queued outbound event: a stored message, a control event, or
@@ -73,8 +72,6 @@ type Session struct {
 	transport atomic.Pointer[transportBox]
 	pumping   atomic.Bool
 	spare     []Item
-
-	delivered atomic.Uint64
 }
 
 func newSession(m *Manager, info SessionInfo, limit int) *Session {
@@ -121,21 +118,15 @@ func (s *Session) Drain(dst []Item) []Item {
 // Written tells the manager that the transport wrote items to the socket, so
 // the user's delivered cursor can advance.
 func (s *Session) Written(items []Item) {
-	var max uint64
-	n := 0
+	var last uint64
 	for _, it := range items {
 		if it.Msg != nil {
-			n++
-			if it.Msg.Seq > max {
-				max = it.Msg.Seq
-			}
+			last = max(last, it.Msg.Seq)
 		}
 	}
-	if n == 0 {
-		return
+	if last > 0 {
+		s.m.noteDelivered(s.Info.UserID, items, last)
 	}
-	s.delivered.Add(uint64(n))
-	s.m.noteDelivered(s.Info.UserID, items, max)
 }
 
 func (s *Session) signal() {
@@ -306,9 +297,3 @@ func (s *Session) Close() {
 	s.end(CloseReason{Kind: ClosePeer, Reason: "peer closed"})
 	s.m.detach(s)
 }
-
-// Delivered is how many stored messages this session has written.
-func (s *Session) Delivered() uint64 { return s.delivered.Load() }
-
-// ConnectedAt is when the session was created.
-func (s *Session) ConnectedAt() time.Time { return time.UnixMilli(s.Info.ConnectedAt) }
