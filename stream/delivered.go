@@ -100,6 +100,9 @@ func (m *Manager) FlushCursors() { m.flushCursors() }
 
 func (m *Manager) flushCursors() {
 	var batch []Delivery
+	// Forgetting cursors of users without sessions (the store has them)
+	// walks every cursor: once every 50 flushes, not on each one.
+	sweep := m.flushes.Add(1)%50 == 0
 	for i := range m.cur.shards {
 		sh := &m.cur.shards[i]
 		sh.mu.Lock()
@@ -107,14 +110,15 @@ func (m *Manager) flushCursors() {
 			batch = append(batch, *d)
 		}
 		clear(sh.dirty)
-		// Forget cursors of users without sessions; the store has them.
-		m.mu.RLock()
-		for u := range sh.cursors {
-			if m.users[u] == nil {
-				delete(sh.cursors, u)
+		if sweep {
+			m.mu.RLock()
+			for u := range sh.cursors {
+				if m.users[u] == nil && sh.dirty[u] == nil {
+					delete(sh.cursors, u)
+				}
 			}
+			m.mu.RUnlock()
 		}
-		m.mu.RUnlock()
 		sh.mu.Unlock()
 	}
 	if len(batch) == 0 {

@@ -37,6 +37,7 @@ type Manager struct {
 	byTr  map[string]int
 
 	cur       *cursorTable
+	flushes   atomic.Uint64 // flushCursors calls
 	stop      chan struct{}
 	stopped   chan struct{}
 	closeOnce sync.Once
