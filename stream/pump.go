@@ -36,19 +36,8 @@ func (s *Session) schedule() {
 func (s *Session) take() ([]Item, CloseReason) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	items := s.spare[:0]
-	for _, it := range s.queue {
-		if it.Msg != nil || it.Control != nil || it.Raw != nil {
-			items = append(items, it)
-		}
-	}
-	clear(s.queue)
-	s.queue, s.spare = s.queue[:0], nil
-	if cap(s.queue) > 256 {
-		s.queue = nil // do not keep a burst's buffer on an idle connection
-	}
-	s.live = 0
-	clear(s.widgets)
+	items := s.takeLocked(s.spare[:0])
+	s.spare = nil
 	return items, s.closed
 }
 

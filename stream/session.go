@@ -102,6 +102,13 @@ func (s *Session) CloseReason() CloseReason {
 // in one write) and empties the queue.
 func (s *Session) Drain(dst []Item) []Item {
 	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.takeLocked(dst)
+}
+
+// takeLocked moves the queued items (skipping slots emptied by conflation)
+// to dst and empties the queue (s.mu held).
+func (s *Session) takeLocked(dst []Item) []Item {
 	for _, it := range s.queue {
 		if it.Msg != nil || it.Control != nil || it.Raw != nil {
 			dst = append(dst, it)
@@ -109,9 +116,11 @@ func (s *Session) Drain(dst []Item) []Item {
 	}
 	clear(s.queue)
 	s.queue = s.queue[:0]
+	if cap(s.queue) > 256 {
+		s.queue = nil // do not keep a burst's buffer on an idle connection
+	}
 	s.live = 0
 	clear(s.widgets)
-	s.mu.Unlock()
 	return dst
 }
 
