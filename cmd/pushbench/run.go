@@ -367,3 +367,22 @@ func parallel(ctx context.Context, workers, n int, f func(i int) error) error {
 	}
 	return first
 }
+
+// finishPublished completes a run that published messages: publish figures,
+// wait for the expected deliveries, CPU, delivery rate, missing, verdict.
+func (r *run) finishPublished(ctx context.Context, cfg *config, res *result, cw *cpuWindow, subs []*sub,
+	start time.Time, took time.Duration, okN, failN, expected int64) {
+	res.Published, res.PublishErrors = okN, failN
+	res.PublishSeconds = round(took.Seconds(), 3)
+	res.PublishRate = round(float64(okN)/took.Seconds(), 1)
+	res.Expected = expected
+	r.waitDelivered(ctx, res.Expected, cfg.drain)
+	cw.finish(res, r.delivered.Load())
+	if last := r.lastRecv.Load(); last > 0 {
+		res.DeliveryPS = round(float64(r.delivered.Load())/time.Unix(0, last).Sub(start).Seconds(), 1)
+	}
+	res.Missing = missing(subs)
+	r.closeAll(subs)
+	r.fillCommon(res)
+	res.OK = res.ConnectFailed == 0 && failN == 0 && res.Missing == 0 && res.Duplicates == 0
+}

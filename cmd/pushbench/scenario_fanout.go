@@ -27,18 +27,6 @@ func runFanout(ctx context.Context, r *run) *result {
 		expected.set(i)
 		return nil
 	})
-	res.Published, res.PublishErrors = okN, failN
-	res.PublishSeconds = round(took.Seconds(), 3)
-	res.PublishRate = round(float64(okN)/took.Seconds(), 1)
-	res.Expected = okN * int64(len(subs))
-	r.waitDelivered(ctx, res.Expected, cfg.drain)
-	cw.finish(res, r.delivered.Load())
-	if last := r.lastRecv.Load(); last > 0 {
-		res.DeliveryPS = round(float64(r.delivered.Load())/time.Unix(0, last).Sub(start).Seconds(), 1)
-	}
-	res.Missing = missing(subs)
-	r.closeAll(subs)
-	r.fillCommon(res)
-	res.OK = res.ConnectFailed == 0 && failN == 0 && res.Missing == 0 && res.Duplicates == 0
+	r.finishPublished(ctx, cfg, res, cw, subs, start, took, okN, failN, okN*int64(len(subs)))
 	return res
 }

@@ -78,18 +78,6 @@ func runUnicast(ctx context.Context, r *run) *result {
 		failN = int64(len(msgs)) - okN
 		_, _ = okB, failB
 	}
-	res.Published, res.PublishErrors = okN, failN
-	res.PublishSeconds = round(took.Seconds(), 3)
-	res.PublishRate = round(float64(okN)/took.Seconds(), 1)
-	res.Expected = okN
-	r.waitDelivered(ctx, res.Expected, cfg.drain)
-	cw.finish(res, r.delivered.Load())
-	if last := r.lastRecv.Load(); last > 0 {
-		res.DeliveryPS = round(float64(r.delivered.Load())/time.Unix(0, last).Sub(start).Seconds(), 1)
-	}
-	res.Missing = missing(subs)
-	r.closeAll(subs)
-	r.fillCommon(res)
-	res.OK = res.ConnectFailed == 0 && failN == 0 && res.Missing == 0 && res.Duplicates == 0
+	r.finishPublished(ctx, cfg, res, cw, subs, start, took, okN, failN, okN)
 	return res
 }
