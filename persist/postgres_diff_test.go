@@ -7,25 +7,13 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/pushd/pushd/internal/pgtest"
 	"github.com/pushd/pushd/stream"
+	"github.com/pushd/pushd/stream/storetest"
 )
-
-type testClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *testClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *testClock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
 
 // TestPostgresMatchesMemory drives the memory store and the PostgreSQL store
 // through the same random history (multi-draft appends mixing users,
@@ -41,7 +29,7 @@ func TestPostgresMatchesMemory(t *testing.T) {
 		t.Run(fmt.Sprint("MaxCount", maxCount), func(t *testing.T) {
 			t.Parallel()
 			rng := rand.New(rand.NewPCG(uint64(maxCount), seed))
-			clock := &testClock{t: time.Now().Add(-48 * time.Hour)}
+			clock := storetest.NewClock(time.Now().Add(-48 * time.Hour))
 			r := stream.Retention{MaxCount: maxCount, TTL: time.Hour, Now: clock.Now}
 			mem := NewMemory(r)
 			pg := openPG(t, pgtest.NewDB(t), r)

@@ -269,20 +269,28 @@ func testSupersededDoNotCount(t *testing.T, open Opener) {
 	}
 }
 
-type fakeClock struct {
+// Clock is an injectable retention clock (stream.Retention.Now) that tests
+// move forward by hand.
+type Clock struct {
 	mu sync.Mutex
 	t  time.Time
 }
 
-func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *fakeClock) Add(d time.Duration) {
+// NewClock returns a clock standing at t.
+func NewClock(t time.Time) *Clock { return &Clock{t: t} }
+
+// Now is the clock's time.
+func (c *Clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+
+// Add moves the clock forward by d.
+func (c *Clock) Add(d time.Duration) {
 	c.mu.Lock()
 	c.t = c.t.Add(d)
 	c.mu.Unlock()
 }
 
 func testTTL(t *testing.T, open Opener) {
-	clock := &fakeClock{t: time.Now().Add(-10 * time.Hour)}
+	clock := NewClock(time.Now().Add(-10 * time.Hour))
 	s := open(t, stream.Retention{MaxCount: 100, TTL: time.Hour, Now: clock.Now})
 	s.SetFeed(func([]*stream.Message) {})
 	old := appendAll(t, s, note("a", 1), bcast(2))
