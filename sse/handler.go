@@ -187,7 +187,12 @@ func (c *rawConn) writeBuffers(bufs net.Buffers) error {
 		// may have run before the deadline above replaced it.
 		_ = c.conn.SetWriteDeadline(time.Now())
 	}
-	_, err := bufs.WriteTo(c.conn)
+	var err error
+	if len(bufs) == 1 {
+		_, err = c.conn.Write(bufs[0]) // write(2): cheaper than a one-element writev
+	} else {
+		_, err = bufs.WriteTo(c.conn)
+	}
 	return err
 }
 

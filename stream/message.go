@@ -55,6 +55,25 @@ type Message struct {
 	once sync.Once
 	json []byte
 	sse  []byte
+	enc  [maxEncodings]encoding
+}
+
+// maxEncodings is how many transport-specific encodings a message caches.
+const maxEncodings = 2
+
+type encoding struct {
+	once sync.Once
+	b    []byte
+}
+
+// Encoding returns the transport encoding cached in slot (0 ≤ slot <
+// maxEncodings), built once from the envelope JSON by build: a transport
+// that frames messages (a complete WebSocket frame) then shares one buffer
+// across every connection, as SSE does with SSE().
+func (m *Message) Encoding(slot int, build func(envelope []byte) []byte) []byte {
+	e := &m.enc[slot]
+	e.once.Do(func() { e.b = build(m.JSON()) })
+	return e.b
 }
 
 // NewMessage builds the stored form of d at position seq of a store whose

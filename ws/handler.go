@@ -253,27 +253,36 @@ func (c *wsConn) reply(msg string) {
 
 var buffersPool = sync.Pool{New: func() any { return new(net.Buffers) }}
 
+// frameSlot is the message encoding slot holding a stored message's
+// complete text frame: framed once, shared by every WebSocket.
+const frameSlot = 0
+
+func textFrame(payload []byte) []byte {
+	return append(appendHeader(make([]byte, 0, len(payload)+10), finText, len(payload)), payload...)
+}
+
 // Write implements stream.Transport: every queued item in one writev, each
-// message's JSON shared with every other connection that delivers it.
+// stored message's frame shared with every other connection that delivers it.
 func (c *wsConn) Write(items []stream.Item) error {
 	bp := buffersPool.Get().(*net.Buffers)
 	bufs := (*bp)[:0]
-	// Headers are at most 10 bytes, plus a 2-byte ping per heartbeat:
-	// sized up front so the slices taken from it stay valid.
-	hdrs := make([]byte, 0, 12*len(items))
+	// Control frames' headers (at most 10 bytes each) go in hdrs, sized
+	// on first use for all items so the slices taken from it stay valid.
+	var hdrs []byte
 	for _, it := range items {
-		var payload []byte
 		switch {
 		case it.Raw != nil:
 			bufs = append(bufs, it.Raw)
 			continue
 		case it.Msg != nil:
-			payload = it.Msg.JSON()
-		default:
-			payload = it.Control.JSON()
-			if it.Control.Type == stream.TypeHeartbeat {
-				bufs = append(bufs, pingFrame)
-			}
+			bufs = append(bufs, it.Msg.Encoding(frameSlot, textFrame))
+			continue
+		case it.Control.Type == stream.TypeHeartbeat:
+			bufs = append(bufs, pingFrame) // protocol ping with the heartbeat
+		}
+		payload := it.Control.JSON()
+		if hdrs == nil {
+			hdrs = make([]byte, 0, 10*len(items))
 		}
 		start := len(hdrs)
 		hdrs = appendHeader(hdrs, finText, len(payload))
@@ -290,7 +299,12 @@ func (c *wsConn) Write(items []stream.Item) error {
 		// may have run before the deadline above replaced it.
 		_ = c.raw.SetWriteDeadline(time.Now())
 	}
-	_, err := bufs.WriteTo(c.raw)
+	var err error
+	if len(bufs) == 1 {
+		_, err = c.raw.Write(bufs[0]) // write(2): cheaper than a one-element writev
+	} else {
+		_, err = bufs.WriteTo(c.raw)
+	}
 	clear(bufs[:cap(bufs)])
 	*bp = bufs[:0]
 	buffersPool.Put(bp)
