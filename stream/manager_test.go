@@ -317,12 +317,22 @@ func TestQueuedDashboardUpdatesConflate(t *testing.T) {
 		p, _ := json.Marshal(map[string]any{"widgetId": "w", "data": i})
 		last = publish(t, m, stream.Draft{Type: stream.TypeDashboardUpdate, UserID: "u", Key: "w", Payload: p})
 	}
+	// Dispatch runs behind the store: wait until all 50 were handed over
+	// while the client read nothing (a queue of 3 with 50 updates queued).
+	deadline := time.Now().Add(5 * time.Second)
+	for m.Metrics().Dispatched < 50 {
+		if time.Now().After(deadline) {
+			t.Fatalf("dispatched %d of 50", m.Metrics().Dispatched)
+		}
+		time.Sleep(time.Millisecond)
+	}
 	select {
 	case <-c.s.Done():
 		t.Fatal("a busy widget cut the session off")
 	default:
 	}
 	wantMsgs(t, c.next(t, 1), last[0])
+	c.none(t)
 }
 
 func TestDisconnectUser(t *testing.T) {
