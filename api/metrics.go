@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -19,6 +20,14 @@ type metrics struct {
 	reg       *prometheus.Registry
 	published prometheus.Counter
 	requests  *prometheus.CounterVec
+	// counters caches requests' children by route and status: resolving
+	// labels hashes them on every request otherwise.
+	counters sync.Map // requestKey -> prometheus.Counter
+}
+
+type requestKey struct {
+	route  string
+	status int
 }
 
 func newMetrics(m *stream.Manager) *metrics {
@@ -65,7 +74,12 @@ func (mt *metrics) instrument(router http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK, route: "unmatched"}
 		router.ServeHTTP(rec, r)
-		mt.requests.WithLabelValues(rec.route, strconv.Itoa(rec.status)).Inc()
+		k := requestKey{rec.route, rec.status}
+		c, ok := mt.counters.Load(k)
+		if !ok {
+			c, _ = mt.counters.LoadOrStore(k, mt.requests.WithLabelValues(rec.route, strconv.Itoa(rec.status)))
+		}
+		c.(prometheus.Counter).Inc()
 	})
 }
 

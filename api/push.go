@@ -190,6 +190,13 @@ func buildAuditLog(raw []byte, now int64) (stream.Draft, error) {
 	return stream.Draft{Type: stream.TypeAuditLog, UserID: q.UserID, Payload: p, Timestamp: now}, nil
 }
 
+// accepted is the 202 body of a single push.
+type accepted struct {
+	Message   string `json:"message"`
+	ID        string `json:"id"`
+	Timestamp int64  `json:"timestamp"`
+}
+
 var pushMessages = map[string]string{
 	"notification": "Notification stored and queued for delivery",
 	"dashboard":    "Dashboard update stored and queued for delivery",
@@ -216,9 +223,7 @@ func (s *Server) handlePush(kind string) http.HandlerFunc {
 		if !ok {
 			return
 		}
-		writeJSON(w, http.StatusAccepted, map[string]any{
-			"message": pushMessages[kind], "id": msgs[0].ID, "timestamp": msgs[0].Timestamp,
-		})
+		writeJSON(w, http.StatusAccepted, accepted{Message: pushMessages[kind], ID: msgs[0].ID, Timestamp: msgs[0].Timestamp})
 	}
 }
 
