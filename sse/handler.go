@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"sort"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -70,10 +69,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// no goroutine at all (the session's pump runs only while writing).
 	if conn, brw, err := http.NewResponseController(w).Hijack(); err == nil {
 		_ = brw // nothing buffered to write; unread request bytes are dropped
-		c := &rawConn{conn: conn, timeout: h.WriteTimeout, s: s}
-		abort.Store(new(func() { _ = conn.SetWriteDeadline(time.Now()) }))
+		c := &rawConn{ConnWriter: stream.NewConnWriter(s, conn, h.WriteTimeout), conn: conn}
+		abort.Store(new(c.Abort))
 		head := responseHead(r.ProtoMinor, hdr)
-		if c.writeBuffers(net.Buffers{head, preamble}) != nil {
+		if c.Send(func(bufs net.Buffers) net.Buffers { return append(bufs, head, preamble) }) != nil {
 			conn.Close()
 			s.Close()
 			return
@@ -166,51 +165,20 @@ func disconnectFrame(reason string) []byte {
 // rawConn is a hijacked HTTP/1.x connection: queued frames go out in one
 // writev.
 type rawConn struct {
-	conn     net.Conn
-	timeout  time.Duration
-	s        *stream.Session
-	unwatch  func()
-	deadline time.Time // write deadline in force (pump goroutine only)
-}
-
-var buffersPool = sync.Pool{New: func() any { return new(net.Buffers) }}
-
-func (c *rawConn) writeBuffers(bufs net.Buffers) error {
-	// Re-arm only when the deadline in force is half spent: setting it is
-	// timer work that showed up on every write of a fan-out profile.
-	if now := time.Now(); c.deadline.Sub(now) < c.timeout/2 {
-		c.deadline = now.Add(c.timeout)
-		_ = c.conn.SetWriteDeadline(c.deadline)
-	}
-	if c.s.CloseReason().Kind == stream.CloseSlow {
-		// Cut off while this write was being prepared: the abort in OnEnd
-		// may have run before the deadline above replaced it.
-		_ = c.conn.SetWriteDeadline(time.Now())
-	}
-	var err error
-	if len(bufs) == 1 {
-		_, err = c.conn.Write(bufs[0]) // write(2): cheaper than a one-element writev
-	} else {
-		_, err = bufs.WriteTo(c.conn)
-	}
-	return err
+	*stream.ConnWriter
+	conn    net.Conn
+	unwatch func()
 }
 
 func (c *rawConn) Write(items []stream.Item) error {
-	bp := buffersPool.Get().(*net.Buffers)
-	bufs := frames((*bp)[:0], items)
-	err := c.writeBuffers(bufs)
-	clear(bufs[:cap(bufs)])
-	*bp = bufs[:0]
-	buffersPool.Put(bp)
-	return err
+	return c.Send(func(bufs net.Buffers) net.Buffers { return frames(bufs, items) })
 }
 
 func (c *rawConn) Finish(r stream.CloseReason) {
 	// A disconnect is announced so the client does not come back; slow
 	// consumers and restarts just see the stream end and resume.
 	if r.Kind == stream.CloseDisconnect {
-		_ = c.writeBuffers(net.Buffers{disconnectFrame(r.Reason)})
+		_ = c.Send(func(bufs net.Buffers) net.Buffers { return append(bufs, disconnectFrame(r.Reason)) })
 	}
 	c.unwatch()
 	_ = c.conn.Close()

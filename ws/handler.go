@@ -86,17 +86,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s := h.Manager.NewSession(user, "ws", r.RemoteAddr, r.UserAgent())
+	c.s, c.w = s, stream.NewConnWriter(s, c.raw, h.WriteTimeout)
 	s.OnEnd(func(reason stream.CloseReason) {
 		if reason.Kind == stream.CloseSlow {
-			// Unblock a write stuck on a peer that does not read.
-			_ = c.raw.SetWriteDeadline(time.Now())
+			c.w.Abort() // unblock a write stuck on a peer that does not read
 		}
 	})
 	if err := h.Manager.Attach(r.Context(), s, r.URL.Query().Get("lastEventId")); err != nil {
 		c.closeNow(CodeTryAgain, "store unavailable")
 		return
 	}
-	c.s = s
 	c.installHandlers()
 	s.Start(c)
 	// A fresh goroutine reads; this one (net/http's, with its deeper stack)
@@ -105,11 +104,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 type wsConn struct {
-	h             *Handler
-	conn          *websocket.Conn
-	raw           net.Conn
-	s             *stream.Session
-	writeDeadline time.Time // in force (pump goroutine only)
+	h    *Handler
+	conn *websocket.Conn
+	raw  net.Conn
+	s    *stream.Session
+	w    *stream.ConnWriter
 	// closeCode, when set, is the close frame Finish sends for a session
 	// that ended from the peer's side (echo of its close, or 1008).
 	closeCode atomic.Int32
@@ -251,8 +250,6 @@ func (c *wsConn) reply(msg string) {
 	c.s.Send(stream.Control{Type: "error", Payload: map[string]string{"message": msg}})
 }
 
-var buffersPool = sync.Pool{New: func() any { return new(net.Buffers) }}
-
 // frameSlot is the message encoding slot holding a stored message's
 // complete text frame: framed once, shared by every WebSocket.
 const frameSlot = 0
@@ -264,51 +261,31 @@ func textFrame(payload []byte) []byte {
 // Write implements stream.Transport: every queued item in one writev, each
 // stored message's frame shared with every other connection that delivers it.
 func (c *wsConn) Write(items []stream.Item) error {
-	bp := buffersPool.Get().(*net.Buffers)
-	bufs := (*bp)[:0]
-	// Control frames' headers (at most 10 bytes each) go in hdrs, sized
-	// on first use for all items so the slices taken from it stay valid.
-	var hdrs []byte
-	for _, it := range items {
-		switch {
-		case it.Raw != nil:
-			bufs = append(bufs, it.Raw)
-			continue
-		case it.Msg != nil:
-			bufs = append(bufs, it.Msg.Encoding(frameSlot, textFrame))
-			continue
-		case it.Control.Type == stream.TypeHeartbeat:
-			bufs = append(bufs, pingFrame) // protocol ping with the heartbeat
+	return c.w.Send(func(bufs net.Buffers) net.Buffers {
+		// Control frames' headers (at most 10 bytes each) go in hdrs, sized
+		// on first use for all items so the slices taken from it stay valid.
+		var hdrs []byte
+		for _, it := range items {
+			switch {
+			case it.Raw != nil:
+				bufs = append(bufs, it.Raw)
+				continue
+			case it.Msg != nil:
+				bufs = append(bufs, it.Msg.Encoding(frameSlot, textFrame))
+				continue
+			case it.Control.Type == stream.TypeHeartbeat:
+				bufs = append(bufs, pingFrame) // protocol ping with the heartbeat
+			}
+			payload := it.Control.JSON()
+			if hdrs == nil {
+				hdrs = make([]byte, 0, 10*len(items))
+			}
+			start := len(hdrs)
+			hdrs = appendHeader(hdrs, finText, len(payload))
+			bufs = append(bufs, hdrs[start:], payload)
 		}
-		payload := it.Control.JSON()
-		if hdrs == nil {
-			hdrs = make([]byte, 0, 10*len(items))
-		}
-		start := len(hdrs)
-		hdrs = appendHeader(hdrs, finText, len(payload))
-		bufs = append(bufs, hdrs[start:], payload)
-	}
-	// Re-arm only when the deadline in force is half spent: setting it is
-	// timer work that showed up on every write of a fan-out profile.
-	if now := time.Now(); c.writeDeadline.Sub(now) < c.h.WriteTimeout/2 {
-		c.writeDeadline = now.Add(c.h.WriteTimeout)
-		_ = c.raw.SetWriteDeadline(c.writeDeadline)
-	}
-	if c.s.CloseReason().Kind == stream.CloseSlow {
-		// Cut off while this write was being prepared: the abort in OnEnd
-		// may have run before the deadline above replaced it.
-		_ = c.raw.SetWriteDeadline(time.Now())
-	}
-	var err error
-	if len(bufs) == 1 {
-		_, err = c.raw.Write(bufs[0]) // write(2): cheaper than a one-element writev
-	} else {
-		_, err = bufs.WriteTo(c.raw)
-	}
-	clear(bufs[:cap(bufs)])
-	*bp = bufs[:0]
-	buffersPool.Put(bp)
-	return err
+		return bufs
+	})
 }
 
 // Finish implements stream.Transport: the close frame of CONTRACT §3, then
