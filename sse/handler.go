@@ -174,6 +174,11 @@ func (c *rawConn) Write(items []stream.Item) error {
 	return c.Send(func(bufs net.Buffers) net.Buffers { return frames(bufs, items) })
 }
 
+// TryWrite implements stream.InlineWriter.
+func (c *rawConn) TryWrite(items []stream.Item) (bool, error) {
+	return c.TrySend(func(bufs net.Buffers) net.Buffers { return frames(bufs, items) })
+}
+
 func (c *rawConn) Finish(r stream.CloseReason) {
 	// A disconnect is announced so the client does not come back; slow
 	// consumers and restarts just see the stream end and resume.

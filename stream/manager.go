@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"log/slog"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,7 +23,11 @@ type Config struct {
 	// FlushInterval is how often delivered cursors are written to the
 	// store. Default 100ms.
 	FlushInterval time.Duration
-	Logger        *slog.Logger
+	// Writers is how many goroutines write one fan-out (each write is
+	// non-blocking; a full socket is left to its own pump). Default
+	// GOMAXPROCS.
+	Writers int
+	Logger  *slog.Logger
 }
 
 // Manager owns every session of this node, replays streams on connect and
@@ -64,6 +69,9 @@ func NewManager(store Store, cfg Config) *Manager {
 	}
 	if cfg.ReplayPage <= 0 {
 		cfg.ReplayPage = 500
+	}
+	if cfg.Writers <= 0 {
+		cfg.Writers = runtime.GOMAXPROCS(0)
 	}
 	if cfg.FlushInterval <= 0 {
 		cfg.FlushInterval = 100 * time.Millisecond
@@ -149,10 +157,17 @@ func (m *Manager) detach(s *Session) {
 // syscall instead of one.
 func (m *Manager) dispatch(batch []*Message) {
 	var slow []*Session
+	wp := wakePool.Get().(*[]*Session)
+	wake := (*wp)[:0]
+	handed := 0 // messages handed to the sessions in wake
 	deliver := func(us *userSessions, msgs []*Message) {
 		for s := range us.sessions {
-			if !s.deliverAll(msgs) {
+			ok, queued := s.deliverAll(msgs)
+			if !ok {
 				slow = append(slow, s)
+			} else if queued {
+				wake = append(wake, s)
+				handed += len(msgs)
 			}
 		}
 	}
@@ -188,10 +203,52 @@ func (m *Manager) dispatch(batch []*Message) {
 	}
 	m.mu.RUnlock()
 	m.dispatched.Add(uint64(len(batch)))
+	// Written after the lock is released: connects and disconnects must not
+	// wait for a fan-out's writes.
+	writers := m.cfg.Writers
+	if 2*handed >= 3*len(wake) {
+		// Several messages per connection: publishing outpaces the writes.
+		// Half the writers make this round last longer, so the next one
+		// carries more messages per write(2) — CPU per delivery falls as
+		// the load rises instead of the node saturating.
+		writers = max(1, writers/2)
+	}
+	m.writeAll(wake, writers)
+	clear(wake)
+	*wp = wake[:0]
+	wakePool.Put(wp)
 	for _, s := range slow {
 		m.kickSlow(s)
 	}
 }
+
+// writeAll writes the sessions' queues, split over w goroutines when there
+// are many.
+func (m *Manager) writeAll(wake []*Session, w int) {
+	if w <= 1 || len(wake) < 256 {
+		for _, s := range wake {
+			s.writeNow()
+		}
+		return
+	}
+	var wg sync.WaitGroup
+	chunk := (len(wake) + w - 1) / w
+	for i := chunk; i < len(wake); i += chunk {
+		part := wake[i:min(i+chunk, len(wake))]
+		wg.Go(func() {
+			for _, s := range part {
+				s.writeNow()
+			}
+		})
+	}
+	for _, s := range wake[:chunk] {
+		s.writeNow()
+	}
+	wg.Wait()
+}
+
+// wakePool recycles dispatch's list of sessions to write.
+var wakePool = sync.Pool{New: func() any { return new([]*Session) }}
 
 func hasBroadcast(batch []*Message) bool {
 	for _, msg := range batch {
@@ -332,7 +389,8 @@ func (m *Manager) heartbeatLoop() {
 		}
 		m.mu.RUnlock()
 		for _, s := range batch {
-			s.Heartbeat(0)
+			s.queueControl(heartbeat(0))
+			s.writeNow()
 		}
 		clear(batch)
 	}

@@ -126,6 +126,8 @@ func (m *Message) SSE() []byte { m.render(); return m.sse }
 type Control struct {
 	Type    string
 	Payload any
+	// Raw, when set, is written as it is instead (a WebSocket pong frame).
+	Raw []byte
 }
 
 // JSON renders the control envelope.

@@ -8,13 +8,25 @@ package stream
 // empty. Only one pump runs per session at a time, so the transport has a
 // single writer (gorilla/websocket's rule, and no interleaved SSE frames).
 type Transport interface {
-	// Write sends items to the peer (with a write deadline). An error ends
-	// the session as ClosePeer.
+	// Write sends items to the peer (with a write deadline), after whatever
+	// an earlier TryWrite left over. An error ends the session as ClosePeer.
 	Write(items []Item) error
 	// Finish closes the connection once the session has ended; for
 	// CloseDisconnect everything queued was written first. It runs once, on
 	// the pump goroutine.
 	Finish(reason CloseReason)
+}
+
+// InlineWriter is a Transport that can also write without blocking. The
+// dispatcher then writes a fan-out itself, socket after socket, instead of
+// starting a goroutine per connection: on this 2-core host a goroutine per
+// delivery cost as much CPU as the write(2) it made. Only a socket whose
+// buffer is full gets a pump goroutine, which waits for it.
+type InlineWriter interface {
+	Transport
+	// TryWrite writes items as far as the socket takes them at once and
+	// keeps the rest for the next Write; it reports whether all went out.
+	TryWrite(items []Item) (complete bool, err error)
 }
 
 type transportBox struct{ t Transport }
@@ -33,23 +45,81 @@ func (s *Session) schedule() {
 	}
 }
 
+// writeNow writes what is queued on the calling goroutine if the transport
+// can do so without blocking; a pump goroutine takes over only for what the
+// socket would not take, or to finish a closed session. The caller must not
+// hold locks a slow path could need (the dispatcher calls it after
+// releasing the manager's).
+func (s *Session) writeNow() {
+	box := s.transport.Load()
+	if box == nil {
+		s.signal()
+		return
+	}
+	iw, ok := box.t.(InlineWriter)
+	if !ok {
+		s.schedule()
+		return
+	}
+	if !s.pumping.CompareAndSwap(false, true) {
+		return // a pump is running; it will find the queue
+	}
+	s.mu.Lock()
+	if s.closed.Kind != CloseNone {
+		s.mu.Unlock()
+		go s.pump()
+		return
+	}
+	items := s.takeLocked()
+	s.mu.Unlock()
+	if len(items) == 0 {
+		s.idle(items)
+		return
+	}
+	complete, err := iw.TryWrite(items)
+	if err != nil {
+		s.end(CloseReason{Kind: ClosePeer, Reason: err.Error()})
+		s.m.detach(s)
+		s.finish(iw, s.CloseReason())
+		return
+	}
+	if !complete {
+		s.unconfirmed = items // the pump reports them once the rest is out
+		go s.pump()
+		return
+	}
+	s.Written(items)
+	s.idle(items)
+}
+
+// idle recycles items and gives up the writer role, taking it back when
+// something was queued meanwhile.
+func (s *Session) idle(items []Item) {
+	recycle(items)
+	s.pumping.Store(false)
+	s.mu.Lock()
+	more := len(s.queue) > 0 || s.closed.Kind != CloseNone
+	s.mu.Unlock()
+	if more {
+		s.schedule()
+	}
+}
+
 func (s *Session) take() ([]Item, CloseReason) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	items := s.takeLocked(s.spare[:0])
-	s.spare = nil
-	return items, s.closed
+	return s.takeLocked(), s.closed
 }
 
 func (s *Session) pump() {
 	t := s.transport.Load().t
 	for {
 		items, closed := s.take()
-		if closed.Kind != CloseNone && (closed.Kind != CloseDisconnect || len(items) == 0) {
+		if closed.Kind != CloseNone && (closed.Kind != CloseDisconnect || len(items) == 0 && s.unconfirmed == nil) {
 			s.finish(t, closed)
 			return // pumping stays set: nothing restarts a finished session
 		}
-		if len(items) == 0 {
+		if len(items) == 0 && s.unconfirmed == nil {
 			s.pumping.Store(false)
 			s.mu.Lock()
 			more := len(s.queue) > 0 || s.closed.Kind != CloseNone
@@ -65,13 +135,13 @@ func (s *Session) pump() {
 			s.finish(t, s.CloseReason())
 			return
 		}
-		s.Written(items)
-		clear(items)
-		if cap(items) <= 256 {
-			s.mu.Lock()
-			s.spare = items[:0]
-			s.mu.Unlock()
+		if s.unconfirmed != nil {
+			s.Written(s.unconfirmed)
+			recycle(s.unconfirmed)
+			s.unconfirmed = nil
 		}
+		s.Written(items)
+		recycle(items)
 	}
 }
 

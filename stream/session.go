@@ -5,12 +5,12 @@ import (
 	"sync/atomic"
 )
 
-// Item is one queued outbound event: a stored message, a control event, or
-// transport bytes written as they are (a WebSocket pong frame).
+// Item is one queued outbound event: a stored message or a control event
+// (whose Raw, when set, is transport bytes written as they are). Two words,
+// because a burst queues millions of them.
 type Item struct {
 	Msg     *Message
 	Control *Control
-	Raw     []byte
 }
 
 // CloseKind says why the manager ended a session.
@@ -71,7 +71,9 @@ type Session struct {
 	// (pump.go) instead of signalling Ready.
 	transport atomic.Pointer[transportBox]
 	pumping   atomic.Bool
-	spare     []Item
+	// unconfirmed are items an inline write did not finish; the pump
+	// reports them written once the rest is out (writer only).
+	unconfirmed []Item
 }
 
 func newSession(m *Manager, info SessionInfo, limit int) *Session {
@@ -102,26 +104,77 @@ func (s *Session) CloseReason() CloseReason {
 // in one write) and empties the queue.
 func (s *Session) Drain(dst []Item) []Item {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.takeLocked(dst)
+	items := s.takeLocked()
+	s.mu.Unlock()
+	dst = append(dst, items...)
+	recycle(items)
+	return dst
 }
 
-// takeLocked moves the queued items (skipping slots emptied by conflation)
-// to dst and empties the queue (s.mu held).
-func (s *Session) takeLocked(dst []Item) []Item {
-	for _, it := range s.queue {
-		if it.Msg != nil || it.Control != nil || it.Raw != nil {
-			dst = append(dst, it)
+// takeLocked hands the queue over (without the slots conflation emptied)
+// and leaves an empty one (s.mu held). The caller gives the slice back with
+// recycle once written.
+func (s *Session) takeLocked() []Item {
+	items := s.queue
+	if len(s.widgets) > 0 {
+		kept := items[:0]
+		for _, it := range items {
+			if it.Msg != nil || it.Control != nil {
+				kept = append(kept, it)
+			}
+		}
+		clear(items[len(kept):])
+		items = kept
+		clear(s.widgets)
+	}
+	s.queue = nil
+	s.live = 0
+	return items
+}
+
+// Queue slices come from per-capacity pools and go back once written, so
+// an idle connection keeps none and a burst's buffers serve the next burst.
+var itemPools [12]sync.Pool // capacities 8 << i
+
+func newItems(n int) []Item {
+	for i := range itemPools {
+		if c := 8 << i; n <= c {
+			if p, ok := itemPools[i].Get().(*[]Item); ok {
+				return (*p)[:0]
+			}
+			return make([]Item, 0, c)
 		}
 	}
-	clear(s.queue)
-	s.queue = s.queue[:0]
-	if cap(s.queue) > 256 {
-		s.queue = nil // do not keep a burst's buffer on an idle connection
+	return make([]Item, 0, n)
+}
+
+func recycle(items []Item) {
+	c := cap(items)
+	for i := range itemPools {
+		if 8<<i == c {
+			clear(items)
+			items = items[:0]
+			itemPools[i].Put(&items)
+			return
+		}
 	}
-	s.live = 0
-	clear(s.widgets)
-	return dst
+}
+
+// reserveLocked makes room for n more items in the queue (s.mu held).
+func (s *Session) reserveLocked(n int) {
+	if len(s.queue)+n <= cap(s.queue) {
+		return
+	}
+	q := append(newItems(2*len(s.queue)+n), s.queue...)
+	if s.queue != nil {
+		recycle(s.queue)
+	}
+	s.queue = q
+}
+
+func (s *Session) appendLocked(it Item) {
+	s.reserveLocked(1)
+	s.queue = append(s.queue, it)
 }
 
 // Written tells the manager that the transport wrote items to the socket, so
@@ -151,10 +204,14 @@ func (s *Session) signal() {
 
 // push queues a control event (connected, reset, heartbeat, disconnect).
 func (s *Session) push(c Control) {
-	s.mu.Lock()
-	s.queue = append(s.queue, Item{Control: &c})
-	s.mu.Unlock()
+	s.queueControl(c)
 	s.signal()
+}
+
+func (s *Session) queueControl(c Control) {
+	s.mu.Lock()
+	s.appendLocked(Item{Control: &c})
+	s.mu.Unlock()
 }
 
 // Send queues a transport-specific control event (a WebSocket error frame).
@@ -162,20 +219,20 @@ func (s *Session) Send(c Control) { s.push(c) }
 
 // SendRaw queues bytes the transport writes as they are (protocol frames),
 // so they go through the connection's single writer.
-func (s *Session) SendRaw(b []byte) {
-	s.mu.Lock()
-	s.queue = append(s.queue, Item{Raw: b})
-	s.mu.Unlock()
-	s.signal()
-}
+func (s *Session) SendRaw(b []byte) { s.push(Control{Raw: b}) }
 
 // Heartbeat queues a heartbeat event; clientTime is echoed when non-zero.
 func (s *Session) Heartbeat(clientTime int64) {
+	s.queueControl(heartbeat(clientTime))
+	s.signal()
+}
+
+func heartbeat(clientTime int64) Control {
 	p := map[string]int64{"serverTime": NowMillis()}
 	if clientTime != 0 {
 		p["clientTime"] = clientTime
 	}
-	s.push(Control{Type: TypeHeartbeat, Payload: p})
+	return Control{Type: TypeHeartbeat, Payload: p}
 }
 
 // skipThrough marks everything up to seq as already held by the client.
@@ -190,7 +247,7 @@ func (s *Session) skipThrough(seq uint64) {
 func (s *Session) replayed(msg *Message) {
 	s.mu.Lock()
 	if msg.Seq > s.lastSeq {
-		s.queue = append(s.queue, Item{Msg: msg})
+		s.appendLocked(Item{Msg: msg})
 		s.lastSeq = msg.Seq
 	}
 	s.mu.Unlock()
@@ -219,33 +276,30 @@ func (s *Session) goLive() {
 }
 
 // deliverAll is called by the dispatcher with messages of this session's
-// stream, in order; it never blocks. One lock and one wake-up for all of
-// them, so they go out in one write. It reports false when the session
-// overflowed and must be cut off.
-func (s *Session) deliverAll(msgs []*Message) bool {
+// stream, in order; it never blocks. One lock for all of them, so they go
+// out in one write. It reports false when the session overflowed and must
+// be cut off, and whether the caller must call writeNow.
+func (s *Session) deliverAll(msgs []*Message) (ok, queued bool) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.closed.Kind != CloseNone {
-		s.mu.Unlock()
-		return true
+		return true, false
 	}
 	if s.replaying {
 		if len(s.held)+len(msgs) > s.limit {
-			s.mu.Unlock()
-			return false
+			return false, false
 		}
 		s.held = append(s.held, msgs...)
-		s.mu.Unlock()
-		return true
+		return true, false
 	}
+	n := len(s.queue)
+	s.reserveLocked(len(msgs))
 	for _, msg := range msgs {
 		if !s.enqueueLive(msg) {
-			s.mu.Unlock()
-			return false
+			return false, false
 		}
 	}
-	s.mu.Unlock()
-	s.signal()
-	return true
+	return true, len(s.queue) > n
 }
 
 // enqueueLive queues msg (s.mu held). A dashboard update still queued for the
@@ -269,7 +323,7 @@ func (s *Session) enqueueLive(msg *Message) bool {
 		}
 		s.widgets[msg.Key] = len(s.queue)
 	}
-	s.queue = append(s.queue, Item{Msg: msg})
+	s.appendLocked(Item{Msg: msg})
 	s.live++
 	s.lastSeq = msg.Seq
 	return true

@@ -261,31 +261,38 @@ func textFrame(payload []byte) []byte {
 // Write implements stream.Transport: every queued item in one writev, each
 // stored message's frame shared with every other connection that delivers it.
 func (c *wsConn) Write(items []stream.Item) error {
-	return c.w.Send(func(bufs net.Buffers) net.Buffers {
-		// Control frames' headers (at most 10 bytes each) go in hdrs, sized
-		// on first use for all items so the slices taken from it stay valid.
-		var hdrs []byte
-		for _, it := range items {
-			switch {
-			case it.Raw != nil:
-				bufs = append(bufs, it.Raw)
-				continue
-			case it.Msg != nil:
-				bufs = append(bufs, it.Msg.Encoding(frameSlot, textFrame))
-				continue
-			case it.Control.Type == stream.TypeHeartbeat:
-				bufs = append(bufs, pingFrame) // protocol ping with the heartbeat
-			}
-			payload := it.Control.JSON()
-			if hdrs == nil {
-				hdrs = make([]byte, 0, 10*len(items))
-			}
-			start := len(hdrs)
-			hdrs = appendHeader(hdrs, finText, len(payload))
-			bufs = append(bufs, hdrs[start:], payload)
+	return c.w.Send(func(bufs net.Buffers) net.Buffers { return appendFrames(bufs, items) })
+}
+
+// TryWrite implements stream.InlineWriter.
+func (c *wsConn) TryWrite(items []stream.Item) (bool, error) {
+	return c.w.TrySend(func(bufs net.Buffers) net.Buffers { return appendFrames(bufs, items) })
+}
+
+func appendFrames(bufs net.Buffers, items []stream.Item) net.Buffers {
+	// Control frames' headers (at most 10 bytes each) go in hdrs, sized on
+	// first use for all items so the slices taken from it stay valid.
+	var hdrs []byte
+	for _, it := range items {
+		switch {
+		case it.Msg != nil:
+			bufs = append(bufs, it.Msg.Encoding(frameSlot, textFrame))
+			continue
+		case it.Control.Raw != nil:
+			bufs = append(bufs, it.Control.Raw)
+			continue
+		case it.Control.Type == stream.TypeHeartbeat:
+			bufs = append(bufs, pingFrame) // protocol ping with the heartbeat
 		}
-		return bufs
-	})
+		payload := it.Control.JSON()
+		if hdrs == nil {
+			hdrs = make([]byte, 0, 10*len(items))
+		}
+		start := len(hdrs)
+		hdrs = appendHeader(hdrs, finText, len(payload))
+		bufs = append(bufs, hdrs[start:], payload)
+	}
+	return bufs
 }
 
 // Finish implements stream.Transport: the close frame of CONTRACT §3, then
@@ -307,8 +314,7 @@ func (c *wsConn) Finish(r stream.CloseReason) {
 		}
 	}
 	if frame != nil {
-		_ = c.raw.SetWriteDeadline(time.Now().Add(time.Second))
-		_, _ = c.raw.Write(frame)
+		c.w.Final(frame, time.Second) // after the rest of a partly written frame
 	}
 	// Let the peer answer our close; the reader closes the socket when it
 	// reads that answer or this deadline passes.

@@ -17,6 +17,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"runtime/pprof"
 	"sort"
 	"strings"
 	"syscall"
@@ -45,6 +46,7 @@ type config struct {
 	baseline       string
 	baselinePID    int
 	sourceIPs      string
+	cpuProfile     string
 }
 
 func newFlagSet(name string) *flag.FlagSet {
@@ -92,6 +94,7 @@ func parseConfig(name string, args []string) (*config, error) {
 	fs.IntVar(&c.serverPID, "server-pid", 0, "pushd process id, for RSS and CPU from /proc")
 	fs.StringVar(&c.baseline, "baseline", "none", "none, auto (start `pushbench baseline-server` as a child on a free loopback port) or the URL of a running one")
 	fs.IntVar(&c.baselinePID, "baseline-pid", 0, "baseline-server process id when --baseline is a URL")
+	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write pushbench's own CPU profile to this file (is the client the bottleneck?)")
 	fs.StringVar(&c.sourceIPs, "source-ips", "", "spread client sockets over these source addresses, e.g. 127.0.0.1-127.0.0.20")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -142,7 +145,19 @@ func main() {
 		fmt.Fprintln(os.Stderr, "pushbench:", err)
 		os.Exit(2)
 	}
+	if cfg.cpuProfile != "" {
+		f, err := os.Create(cfg.cpuProfile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "pushbench:", err)
+			os.Exit(2)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(os.Stderr, "pushbench:", err)
+			os.Exit(2)
+		}
+	}
 	results, err := runAll(context.Background(), cfg, os.Stdout, os.Stderr)
+	pprof.StopCPUProfile()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "pushbench:", err)
 		os.Exit(2)

@@ -36,6 +36,7 @@ type config struct {
 	// Additions beyond the contract's table.
 	TokenTTL     time.Duration
 	SendQueue    int
+	Writers      int
 	RateLimit    float64
 	RateBurst    int
 	DemoUser     string
@@ -68,6 +69,7 @@ func newFlagSet(c *config) *flag.FlagSet {
 	fs.IntVar(&c.SSEPadding, "sse-padding", 2048, "bytes of padding comment at the start of an SSE stream")
 	fs.DurationVar(&c.TokenTTL, "token-ttl", time.Hour, "lifetime of tokens minted by POST /api/ws/connect")
 	fs.IntVar(&c.SendQueue, "send-queue", 1024, "live messages buffered per connection before it is cut off as too slow")
+	fs.IntVar(&c.Writers, "fanout-writers", 0, "goroutines writing one fan-out to its connections; 0 = one per CPU")
 	fs.Float64Var(&c.RateLimit, "rate-limit", 0, "REST API requests per second per client address; 0 = unlimited")
 	fs.IntVar(&c.RateBurst, "rate-burst", 0, "burst allowed above --rate-limit (default: one second's worth)")
 	fs.StringVar(&c.DemoUser, "demo-user", "demo", "user of the demo dashboard link printed at start; empty = print none")
@@ -137,6 +139,8 @@ func (c *config) validate() error {
 		return fmt.Errorf("--sse-padding must not be negative, got %d", c.SSEPadding)
 	case c.SendQueue < 1:
 		return fmt.Errorf("--send-queue must be at least 1, got %d", c.SendQueue)
+	case c.Writers < 0:
+		return fmt.Errorf("--fanout-writers must not be negative, got %d", c.Writers)
 	case c.RateLimit < 0 || c.RateBurst < 0:
 		return errors.New("--rate-limit and --rate-burst must not be negative")
 	case (c.TLSCert == "") != (c.TLSKey == ""):

@@ -81,6 +81,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	manager := stream.NewManager(store, stream.Config{
 		HeartbeatInterval: cfg.HeartbeatInterval,
 		QueueLimit:        cfg.SendQueue,
+		Writers:           cfg.Writers,
 		Logger:            logger,
 	})
 	srv := api.New(manager, api.Options{

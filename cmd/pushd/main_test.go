@@ -59,6 +59,7 @@ func TestBadConfigExitsTwoWithOneLine(t *testing.T) {
 	}{
 		"unparsable duration":  {args: []string{"--heartbeat-interval", "soon"}, want: "heartbeat-interval"},
 		"negative count":       {args: []string{"--offline-max-count=-1"}, want: "--offline-max-count must not be negative"},
+		"negative writers":     {args: []string{"--fanout-writers=-2"}, want: "--fanout-writers must not be negative"},
 		"zero duration":        {args: []string{"--offline-ttl=0s"}, want: "--offline-ttl must be a positive duration"},
 		"bad env":              {env: map[string]string{"PUSH_OFFLINE_TTL": "forever"}, want: "PUSH_OFFLINE_TTL"},
 		"tls half":             {args: []string{"--tls-cert", "x.pem"}, want: "--tls-cert and --tls-key go together"},
