@@ -71,20 +71,39 @@ WHERE seq > $1 ORDER BY seq LIMIT $2`, int64(last), tailPage)
 			}
 		}
 	}
+	fedLocal := func(msgs []*stream.Message) {
+		feed := s.feed.Load()
+		switch {
+		case feed == nil || msgs[len(msgs)-1].Seq <= last:
+		case msgs[0].Seq == last+1:
+			last = msgs[len(msgs)-1].Seq
+			(*feed)(msgs)
+		default:
+			catchUp() // another node committed in between: read in order
+		}
+	}
 	for {
 		select {
 		case <-s.stop:
 			return
 		case msgs := <-s.local:
-			feed := s.feed.Load()
-			switch {
-			case feed == nil || msgs[len(msgs)-1].Seq <= last:
-			case msgs[0].Seq == last+1:
-				last = msgs[len(msgs)-1].Seq
-				(*feed)(msgs)
-			default:
-				catchUp() // another node committed in between: read in order
+			// Batches committed while the previous dispatch ran go out as
+			// one: per connection one queue append and one write.
+		coalesce:
+			for len(msgs) < tailPage {
+				select {
+				case more := <-s.local:
+					if more[0].Seq != msgs[len(msgs)-1].Seq+1 {
+						fedLocal(msgs)
+						msgs = more
+						continue
+					}
+					msgs = append(msgs[:len(msgs):len(msgs)], more...)
+				default:
+					break coalesce
+				}
 			}
+			fedLocal(msgs)
 			continue
 		case <-s.wake:
 		case <-poll.C:

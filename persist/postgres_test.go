@@ -190,6 +190,41 @@ func TestPostgresTwoNodesOrdering(t *testing.T) {
 	fb.dense(t, "node b", n)
 }
 
+// TestPostgresSlowFeedStaysDense: while a slow dispatch runs, commits of
+// this node queue up for the tail, which hands them over together (or reads
+// them back when too many queued); either way the feed sees every position
+// once, in order.
+func TestPostgresSlowFeedStaysDense(t *testing.T) {
+	st := openPG(t, pgtest.NewDB(t), big())
+	var f feedLog
+	var calls, biggest atomic.Int64
+	st.SetFeed(func(b []*stream.Message) {
+		calls.Add(1)
+		if n := int64(len(b)); n > biggest.Load() {
+			biggest.Store(n)
+		}
+		time.Sleep(3 * time.Millisecond)
+		f.feed(b)
+	})
+	const writers, each = 16, 40
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			for i := range each {
+				if _, err := st.Append(bg, []stream.Draft{note(fmt.Sprint("u", w), i)}); err != nil {
+					t.Errorf("append: %v", err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	waitUntil(t, "the feed", 15*time.Second, func() bool { return f.len() >= writers*each })
+	time.Sleep(50 * time.Millisecond) // a duplicate would arrive now
+	f.dense(t, "slow feed", writers*each)
+	t.Logf("%d feed calls, largest %d messages", calls.Load(), biggest.Load())
+}
+
 // TestPostgresRestart: a new store on the same database sees the old log,
 // cursors, counters and epoch.
 func TestPostgresRestart(t *testing.T) {

@@ -225,7 +225,7 @@ func (m *Manager) dispatch(batch []*Message) {
 // writeAll writes the sessions' queues, split over w goroutines when there
 // are many.
 func (m *Manager) writeAll(wake []*Session, w int) {
-	if w <= 1 || len(wake) < 256 {
+	if w <= 1 || len(wake) < 64 {
 		for _, s := range wake {
 			s.writeNow()
 		}
