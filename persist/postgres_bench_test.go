@@ -77,3 +77,40 @@ func BenchmarkPostgresReplay(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkPostgresAppendBatch: 250-draft appends (what POST
+// /api/ws/push/batch hands the store) to 10 000 users from 4 publishers:
+// the store's share of the durable batch path, without HTTP or delivery.
+// Reports messages/s and the mean time one Append waits for its commit.
+func BenchmarkPostgresAppendBatch(b *testing.B) {
+	const size, publishers = 250, 4
+	s := openPG(b, pgtest.NewDB(b), defaults)
+	s.SetFeed(func([]*stream.Message) {})
+	var next atomic.Int64
+	var waited atomic.Int64
+	b.ResetTimer()
+	var wg sync.WaitGroup
+	for range publishers {
+		wg.Go(func() {
+			ds := make([]stream.Draft, size)
+			for {
+				i := next.Add(1)
+				if i > int64(b.N) {
+					return
+				}
+				for k := range ds {
+					ds[k] = note(fmt.Sprint("u", (int(i)*size+k*7919)%10000), k)
+				}
+				t0 := time.Now()
+				if _, err := s.Append(bg, ds); err != nil {
+					b.Error(err)
+					return
+				}
+				waited.Add(int64(time.Since(t0)))
+			}
+		})
+	}
+	wg.Wait()
+	b.ReportMetric(float64(b.N*size)/b.Elapsed().Seconds(), "msgs/s")
+	b.ReportMetric(float64(waited.Load())/float64(b.N)/1e6, "ms/append")
+}
