@@ -19,9 +19,24 @@ import (
 const cursorShards = 64
 
 type cursorShard struct {
-	mu      sync.Mutex
-	cursors map[string]uint64 // last known delivered cursor of connected users
-	dirty   map[string]*Delivery
+	mu    sync.Mutex
+	users map[string]*cursorEntry // connected users (and unflushed ones)
+	dirty []string                // users whose entry is dirty, for the flush
+}
+
+// markDirty records e (of user) as changed since the last flush (sh.mu held).
+func (sh *cursorShard) markDirty(user string, e *cursorEntry) {
+	if !e.dirty {
+		e.dirty = true
+		sh.dirty = append(sh.dirty, user)
+	}
+}
+
+// cursorEntry is one user's delivered cursor: one map lookup per write.
+type cursorEntry struct {
+	seq   uint64 // last known delivered cursor
+	dirty bool   // seq and count not yet written to the store
+	count int    // first deliveries since the last flush
 }
 
 type cursorTable struct {
@@ -32,8 +47,7 @@ type cursorTable struct {
 func newCursorTable() *cursorTable {
 	t := &cursorTable{seed: maphash.MakeSeed()}
 	for i := range t.shards {
-		t.shards[i].cursors = make(map[string]uint64)
-		t.shards[i].dirty = make(map[string]*Delivery)
+		t.shards[i].users = make(map[string]*cursorEntry)
 	}
 	return t
 }
@@ -42,40 +56,44 @@ func (t *cursorTable) shard(user string) *cursorShard {
 	return &t.shards[maphash.String(t.seed, user)%cursorShards]
 }
 
+func (sh *cursorShard) entry(user string) *cursorEntry {
+	e := sh.users[user]
+	if e == nil {
+		e = &cursorEntry{}
+		sh.users[user] = e
+	}
+	return e
+}
+
 // seedCursor merges the store's cursor of user into the in-memory one and
 // returns the higher of the two.
 func (m *Manager) seedCursor(user string, seq uint64) uint64 {
 	sh := m.cur.shard(user)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	if seq > sh.cursors[user] {
-		sh.cursors[user] = seq
-	}
-	return sh.cursors[user]
+	e := sh.entry(user)
+	e.seq = max(e.seq, seq)
+	return e.seq
 }
 
-func (m *Manager) noteDelivered(user string, items []Item, max uint64) {
-	sh := m.cur.shard(user)
+// noteDelivered advances user's cursor to top after items were written; sh
+// is the user's shard (the session keeps it, saving a hash per write).
+func (m *Manager) noteDelivered(sh *cursorShard, user string, items []Item, top uint64) {
 	sh.mu.Lock()
-	cur := sh.cursors[user]
-	if max <= cur {
+	e := sh.entry(user)
+	if top <= e.seq {
 		sh.mu.Unlock()
 		return
 	}
 	n := 0
 	for _, it := range items {
-		if it.Msg != nil && it.Msg.Seq > cur {
+		if it.Msg != nil && it.Msg.Seq > e.seq {
 			n++
 		}
 	}
-	sh.cursors[user] = max
-	d := sh.dirty[user]
-	if d == nil {
-		d = &Delivery{UserID: user}
-		sh.dirty[user] = d
-	}
-	d.Seq = max
-	d.Count += n
+	e.seq = top
+	e.count += n
+	sh.markDirty(user, e)
 	sh.mu.Unlock()
 	m.deliveredN.Add(uint64(n))
 }
@@ -106,15 +124,18 @@ func (m *Manager) flushCursors() {
 	for i := range m.cur.shards {
 		sh := &m.cur.shards[i]
 		sh.mu.Lock()
-		for _, d := range sh.dirty {
-			batch = append(batch, *d)
+		for _, u := range sh.dirty {
+			e := sh.users[u]
+			batch = append(batch, Delivery{UserID: u, Seq: e.seq, Count: e.count})
+			e.dirty, e.count = false, 0
 		}
 		clear(sh.dirty)
+		sh.dirty = sh.dirty[:0]
 		if sweep {
 			m.mu.RLock()
-			for u := range sh.cursors {
-				if m.users[u] == nil && sh.dirty[u] == nil {
-					delete(sh.cursors, u)
+			for u := range sh.users {
+				if m.users[u] == nil {
+					delete(sh.users, u) // no session left; the store has it
 				}
 			}
 			m.mu.RUnlock()
@@ -132,13 +153,10 @@ func (m *Manager) flushCursors() {
 		for _, d := range batch {
 			sh := m.cur.shard(d.UserID)
 			sh.mu.Lock()
-			if cur := sh.dirty[d.UserID]; cur != nil {
-				cur.Seq = max(cur.Seq, d.Seq)
-				cur.Count += d.Count
-			} else {
-				dd := d
-				sh.dirty[d.UserID] = &dd
-			}
+			e := sh.entry(d.UserID)
+			e.seq = max(e.seq, d.Seq)
+			e.count += d.Count
+			sh.markDirty(d.UserID, e)
 			sh.mu.Unlock()
 		}
 	}

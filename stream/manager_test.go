@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -423,4 +424,47 @@ func TestLaggingDispatcherNoDuplicates(t *testing.T) {
 	later := publish(t, m, note("u", 3))
 	wantMsgs(t, second.next(t, 1), later[0])
 	second.none(t)
+}
+
+// failingCursors is a memory store whose MarkDelivered fails while fail is
+// set, as PostgreSQL's would during an outage.
+type failingCursors struct {
+	*persist.Memory
+	fail atomic.Bool
+}
+
+func (f *failingCursors) MarkDelivered(ctx context.Context, ds []stream.Delivery) error {
+	if f.fail.Load() {
+		return stream.ErrUnavailable
+	}
+	return f.Memory.MarkDelivered(ctx, ds)
+}
+
+// A failed cursor flush is retried with what was delivered meanwhile: the
+// store ends with the newest cursor and every first delivery counted once.
+func TestCursorFlushRetriedAfterFailure(t *testing.T) {
+	store := &failingCursors{Memory: persist.NewMemory(big())}
+	m := stream.NewManager(store, stream.Config{FlushInterval: time.Hour})
+	t.Cleanup(func() { m.Shutdown(context.Background()) })
+	c := attach(t, m, "u", "")
+	c.next(t, 1) // connected
+	first := publish(t, m, note("u", 1), note("u", 2))
+	c.next(t, 2)
+	store.fail.Store(true)
+	m.FlushCursors()
+	if m.Metrics().CursorFlushErrors != 1 {
+		t.Fatalf("flush errors = %d, want 1", m.Metrics().CursorFlushErrors)
+	}
+	later := publish(t, m, note("u", 3))
+	c.next(t, 1)
+	store.fail.Store(false)
+	m.FlushCursors()
+	seq, known, err := store.DeliveredCursor(ctx, "u")
+	if err != nil || !known || seq != later[0].Seq {
+		t.Fatalf("store cursor = %d (known %v, %v), want %d", seq, known, err, later[0].Seq)
+	}
+	qs, _ := store.QueueStats(ctx)
+	if qs.DeliveredMessages != 3 {
+		t.Fatalf("delivered count = %d, want 3 (first: %d, %d)", qs.DeliveredMessages, first[0].Seq, first[1].Seq)
+	}
 }

@@ -61,11 +61,12 @@ type Session struct {
 	lastSeq   uint64     // highest Seq queued: the de-duplication point
 	closed    CloseReason
 
-	limit int
-	onEnd func(CloseReason)
-	ready chan struct{}
-	done  chan struct{}
-	m     *Manager
+	limit   int
+	cursors *cursorShard // the user's shard of the delivered cursors
+	onEnd   func(CloseReason)
+	ready   chan struct{}
+	done    chan struct{}
+	m       *Manager
 
 	// Set by Start: the session then writes through an on-demand pump
 	// (pump.go) instead of signalling Ready.
@@ -80,6 +81,7 @@ func newSession(m *Manager, info SessionInfo, limit int) *Session {
 	return &Session{
 		Info:      info,
 		limit:     limit,
+		cursors:   m.cur.shard(info.UserID),
 		replaying: true,
 		ready:     make(chan struct{}, 1),
 		done:      make(chan struct{}),
@@ -187,7 +189,7 @@ func (s *Session) Written(items []Item) {
 		}
 	}
 	if last > 0 {
-		s.m.noteDelivered(s.Info.UserID, items, last)
+		s.m.noteDelivered(s.cursors, s.Info.UserID, items, last)
 	}
 }
 

@@ -90,11 +90,11 @@ func (r *run) fillCommon(res *result) {
 	res.Reconnects = r.reconnects.Load()
 	res.ConnectP50ms = round(r.connLat.quantile(0.50), 2)
 	res.ConnectP99ms = round(r.connLat.quantile(0.99), 2)
-	if r.lat.n.Load() > 0 {
-		res.LatP50 = round(r.lat.quantile(0.50), 3)
-		res.LatP90 = round(r.lat.quantile(0.90), 3)
-		res.LatP99 = round(r.lat.quantile(0.99), 3)
-		res.LatMax = round(float64(r.lat.max.Load())/1e6, 3)
+	if lat := r.lat.merged(); lat.n.Load() > 0 {
+		res.LatP50 = round(lat.quantile(0.50), 3)
+		res.LatP90 = round(lat.quantile(0.90), 3)
+		res.LatP99 = round(lat.quantile(0.99), 3)
+		res.LatMax = round(float64(lat.max.Load())/1e6, 3)
 	}
 	res.Errors = r.errors()
 	sort.Strings(res.Errors)

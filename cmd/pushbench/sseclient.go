@@ -19,9 +19,12 @@ import (
 // with small buffers. Per connection it costs one goroutine and ~8 KiB,
 // so thousands fit in one process next to the server under test.
 type sseConn struct {
-	c    net.Conn
-	lr   *bufio.Reader
-	body io.ReadCloser
+	c        net.Conn
+	lr       *bufio.Reader
+	body     io.ReadCloser
+	sock     countingReader // reads of c
+	seen     int            // sock.n when the previous event was returned
+	readLast bool           // the last next read from the socket
 
 	id, typ, data, line []byte
 }
@@ -54,7 +57,8 @@ func dialSSE(ctx context.Context, d *dialer, base *url.URL, token, lastID string
 		c.Close()
 		return nil, err
 	}
-	br := bufio.NewReaderSize(c, sseBufSize)
+	s := &sseConn{c: c, sock: countingReader{r: c}}
+	br := bufio.NewReaderSize(&s.sock, sseBufSize)
 	resp, err := http.ReadResponse(br, nil)
 	if err != nil {
 		c.Close()
@@ -65,7 +69,7 @@ func dialSSE(ctx context.Context, d *dialer, base *url.URL, token, lastID string
 		c.Close()
 		return nil, fmt.Errorf("sse: status %d: %s", resp.StatusCode, bytes.TrimSpace(b))
 	}
-	s := &sseConn{c: c, body: resp.Body}
+	s.body = resp.Body
 	if resp.TransferEncoding == nil && resp.ContentLength < 0 && resp.Close {
 		// Identity body that ends at EOF: read the raw reader directly, no
 		// second buffer.
@@ -75,6 +79,20 @@ func dialSSE(ctx context.Context, d *dialer, base *url.URL, token, lastID string
 	}
 	return s, nil
 }
+
+// countingReader counts the reads that reach the socket.
+type countingReader struct {
+	r io.Reader
+	n int
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	c.n++
+	return c.r.Read(p)
+}
+
+func (s *sseConn) fresh() bool    { return s.readLast }
+func (s *sseConn) buffered() bool { return s.lr.Buffered() > 0 }
 
 // clearDeadline removes the handshake deadline once the stream runs.
 func (s *sseConn) clearDeadline() { _ = s.c.SetDeadline(time.Time{}) }
@@ -120,6 +138,7 @@ func (s *sseConn) next() (typ, id, data []byte, err error) {
 			if len(s.typ) == 0 {
 				s.typ = append(s.typ, "message"...)
 			}
+			s.readLast, s.seen = s.sock.n != s.seen, s.sock.n
 			return s.typ, s.id, s.data, nil
 		}
 		if line[0] == ':' {

@@ -55,6 +55,27 @@ func (h *histogram) record(d time.Duration) {
 	}
 }
 
+// shardedHist spreads recording over several histograms by subscriber, so
+// thousands of readers on two cores do not contend on the same counters;
+// merged sums them.
+type shardedHist [16]histogram
+
+func (s *shardedHist) record(shard int, d time.Duration) { s[shard%len(s)].record(d) }
+
+func (s *shardedHist) merged() *histogram {
+	h := new(histogram)
+	for i := range s {
+		for j := range s[i].counts {
+			if c := s[i].counts[j].Load(); c > 0 {
+				h.counts[j].Add(c)
+			}
+		}
+		h.n.Add(s[i].n.Load())
+		h.max.Store(max(h.max.Load(), s[i].max.Load()))
+	}
+	return h
+}
+
 // quantile returns the q-quantile in milliseconds.
 func (h *histogram) quantile(q float64) float64 {
 	n := h.n.Load()

@@ -45,6 +45,11 @@ func dialWS(ctx context.Context, d *dialer, base *url.URL, token, lastID string)
 
 func (w *wsConn) clearDeadline() {}
 
+// gorilla's reader hides its buffer: every frame gets its own receipt time
+// and counters are published per frame.
+func (w *wsConn) fresh() bool    { return true }
+func (w *wsConn) buffered() bool { return false }
+
 func (w *wsConn) Close() error { return w.c.Close() }
 
 func (w *wsConn) next() (typ, id, data []byte, err error) {
