@@ -513,6 +513,16 @@ func TestE2EHealthReadyMetricsStatic(t *testing.T) {
 	if v, ok := h.metric("pushd_slow_consumer_disconnects_total"); !ok || v != 0 {
 		t.Errorf("pushd_slow_consumer_disconnects_total = %v (found %v), want 0", v, ok)
 	}
+	// Two pushes answered: two observations under their route; the stream
+	// itself is not timed.
+	h.notify("max", "one")
+	h.notify("max", "two")
+	if v, ok := h.metric("pushd_http_request_duration_seconds_count", `route="POST /api/ws/push/notification"`); !ok || v != 2 {
+		t.Errorf("pushd_http_request_duration_seconds_count{route=\"POST /api/ws/push/notification\"} = %v (found %v), want 2", v, ok)
+	}
+	if _, ok := h.metric("pushd_http_request_duration_seconds_count", `route="GET /sse"`); ok {
+		t.Errorf("the SSE stream's duration is in pushd_http_request_duration_seconds")
+	}
 
 	r = h.do("GET", "/client.js", nil, "").expectStatus(t, 200)
 	if ct := r.Header.Get("Content-Type"); !strings.Contains(ct, "javascript") {

@@ -380,10 +380,16 @@ func (h *e2e) metric(name string, labels ...string) (float64, bool) {
 		if line == "" || line[0] == '#' {
 			continue
 		}
-		series, value, ok := strings.Cut(line, " ")
-		if !ok {
+		// Label values may hold spaces (routes): the value follows the
+		// closing brace when there is one.
+		cut := strings.Index(line, " ")
+		if i := strings.LastIndex(line, "}"); i >= 0 {
+			cut = i + 1
+		}
+		if cut < 0 || cut >= len(line) {
 			continue
 		}
+		series, value := line[:cut], strings.TrimSpace(line[cut:])
 		metric, lbls, _ := strings.Cut(series, "{")
 		if metric != name {
 			continue
