@@ -390,8 +390,8 @@ func (m *Manager) heartbeatLoop() {
 		m.mu.RUnlock()
 		for _, s := range batch {
 			s.queueControl(heartbeat(0))
-			s.writeNow()
 		}
+		m.writeAll(batch, m.cfg.Writers)
 		clear(batch)
 	}
 }
