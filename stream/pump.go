@@ -80,7 +80,9 @@ func (s *Session) writeNow() {
 	if err != nil {
 		s.end(CloseReason{Kind: ClosePeer, Reason: err.Error()})
 		s.m.detach(s)
-		s.finish(iw, s.CloseReason())
+		// Finish may write a close frame (up to its own deadline): not on
+		// the dispatcher's goroutine.
+		go s.finish(iw, s.CloseReason())
 		return
 	}
 	if !complete {
