@@ -71,7 +71,7 @@ WHERE seq > $1 ORDER BY seq LIMIT $2`, int64(last), tailPage)
 			}
 		}
 	}
-	fedLocal := func(msgs []*stream.Message) {
+	feedLocal := func(msgs []*stream.Message) {
 		feed := s.feed.Load()
 		switch {
 		case feed == nil || msgs[len(msgs)-1].Seq <= last:
@@ -94,7 +94,7 @@ WHERE seq > $1 ORDER BY seq LIMIT $2`, int64(last), tailPage)
 				select {
 				case more := <-s.local:
 					if more[0].Seq != msgs[len(msgs)-1].Seq+1 {
-						fedLocal(msgs)
+						feedLocal(msgs)
 						msgs = more
 						continue
 					}
@@ -103,7 +103,7 @@ WHERE seq > $1 ORDER BY seq LIMIT $2`, int64(last), tailPage)
 					break coalesce
 				}
 			}
-			fedLocal(msgs)
+			feedLocal(msgs)
 			continue
 		case <-s.wake:
 		case <-poll.C:

@@ -38,16 +38,13 @@ func NewConnWriter(s *Session, conn net.Conn, timeout time.Duration) *ConnWriter
 
 var buffersPool = sync.Pool{New: func() any { return new(net.Buffers) }}
 
-// Send writes what TrySend left over, then the buffers fill appends (to a
-// pooled, empty list), blocking until done or the deadline.
+// Send writes what TrySend left over, then the buffers fill appends,
+// blocking until done or the deadline.
 func (w *ConnWriter) Send(fill func(net.Buffers) net.Buffers) error {
-	bp := buffersPool.Get().(*net.Buffers)
-	bufs := fill(append((*bp)[:0], w.pending...))
+	bp, bufs := getBuffers(w.pending, fill)
 	w.pending = nil
 	err := w.write(bufs)
-	clear(bufs[:cap(bufs)])
-	*bp = bufs[:0]
-	buffersPool.Put(bp)
+	putBuffers(bp, bufs)
 	return err
 }
 
@@ -55,13 +52,23 @@ func (w *ConnWriter) Send(fill func(net.Buffers) net.Buffers) error {
 // without waiting; the rest is kept for the next Send. It reports whether
 // everything went out.
 func (w *ConnWriter) TrySend(fill func(net.Buffers) net.Buffers) (bool, error) {
-	bp := buffersPool.Get().(*net.Buffers)
-	bufs := fill((*bp)[:0])
+	bp, bufs := getBuffers(nil, fill)
 	complete, err := w.tryWrite(bufs)
+	putBuffers(bp, bufs)
+	return complete, err
+}
+
+// getBuffers returns head and then what fill appends, in a pooled list that
+// putBuffers gives back.
+func getBuffers(head net.Buffers, fill func(net.Buffers) net.Buffers) (*net.Buffers, net.Buffers) {
+	bp := buffersPool.Get().(*net.Buffers)
+	return bp, fill(append((*bp)[:0], head...))
+}
+
+func putBuffers(bp *net.Buffers, bufs net.Buffers) {
 	clear(bufs[:cap(bufs)])
 	*bp = bufs[:0]
 	buffersPool.Put(bp)
-	return complete, err
 }
 
 func (w *ConnWriter) tryWrite(bufs net.Buffers) (bool, error) {
@@ -105,8 +112,6 @@ func (w *ConnWriter) tryWrite(bufs net.Buffers) (bool, error) {
 	return false, nil
 }
 
-// keep appends what is left of bufs after the first written bytes to
-// pending. The slices are frames nobody modifies, so keeping them is safe.
 // maxIovecs is Linux's IOV_MAX; what does not fit is left to the pump.
 const maxIovecs = 1024
 
@@ -137,6 +142,8 @@ func writev(fd int, bufs net.Buffers) (int, error) {
 	return int(n), nil
 }
 
+// keep appends what is left of bufs after the first written bytes to
+// pending. The slices are frames nobody modifies, so keeping them is safe.
 func (w *ConnWriter) keep(bufs net.Buffers, written int) {
 	for _, b := range bufs {
 		if written >= len(b) {

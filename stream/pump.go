@@ -98,13 +98,18 @@ func (s *Session) writeNow() {
 // something was queued meanwhile.
 func (s *Session) idle(items []Item) {
 	recycle(items)
-	s.pumping.Store(false)
-	s.mu.Lock()
-	more := len(s.queue) > 0 || s.closed.Kind != CloseNone
-	s.mu.Unlock()
-	if more {
+	if s.release() {
 		s.schedule()
 	}
+}
+
+// release gives up the writer role and reports whether something was
+// queued (or the session ended) meanwhile, which needs a writer again.
+func (s *Session) release() bool {
+	s.pumping.Store(false)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.queue) > 0 || s.closed.Kind != CloseNone
 }
 
 func (s *Session) take() ([]Item, CloseReason) {
@@ -122,11 +127,7 @@ func (s *Session) pump() {
 			return // pumping stays set: nothing restarts a finished session
 		}
 		if len(items) == 0 && s.unconfirmed == nil {
-			s.pumping.Store(false)
-			s.mu.Lock()
-			more := len(s.queue) > 0 || s.closed.Kind != CloseNone
-			s.mu.Unlock()
-			if more && s.pumping.CompareAndSwap(false, true) {
+			if s.release() && s.pumping.CompareAndSwap(false, true) {
 				continue
 			}
 			return

@@ -168,9 +168,7 @@ func (s *Session) reserveLocked(n int) {
 		return
 	}
 	q := append(newItems(2*len(s.queue)+n), s.queue...)
-	if s.queue != nil {
-		recycle(s.queue)
-	}
+	recycle(s.queue)
 	s.queue = q
 }
 

@@ -273,17 +273,7 @@ func startBaselineChild(ctx context.Context) (url string, pid int, stop func(), 
 	if err := cmd.Start(); err != nil {
 		return "", 0, nil, err
 	}
-	stop = func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-	}
+	stop = func() { stopChild(cmd) }
 	lines := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stdout)
@@ -306,4 +296,18 @@ func startBaselineChild(ctx context.Context) (url string, pid int, stop func(), 
 	}
 	stop()
 	return "", 0, nil, fmt.Errorf("baseline-server did not start within 10s")
+}
+
+// stopChild asks a started child process to stop (SIGTERM) and kills it if
+// it has not exited within 5 s.
+func stopChild(cmd *exec.Cmd) {
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		_ = cmd.Process.Kill()
+		<-done
+	}
 }

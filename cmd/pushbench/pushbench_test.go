@@ -174,15 +174,7 @@ func startPushd(t *testing.T) (url string, pid int) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
+		stopChild(cmd)
 		if t.Failed() {
 			t.Logf("pushd output:\n%s", logs.String())
 		}

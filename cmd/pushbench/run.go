@@ -108,7 +108,7 @@ func (r *run) errors() []string {
 	return out
 }
 
-// tally is what one reader counted since it last published its counters:
+// tally is what one reader counted since it last flushed its counters:
 // shared atomics are touched once per read, not once per event (with 10 000
 // readers on two cores, per-event atomics cost the client as much as the
 // parsing).
@@ -154,8 +154,8 @@ func (r *run) onEvent(s *sub, typ, id, data []byte, t *tally) {
 	r.lat.record(s.idx, t.now.Sub(time.Unix(0, int64(sent))))
 }
 
-// publish adds t's counts to the run's and s's counters.
-func (r *run) publish(s *sub, t *tally) {
+// flushTally adds t's counts to the run's and s's counters.
+func (r *run) flushTally(s *sub, t *tally) {
 	if t.delivered == 0 {
 		return
 	}
@@ -178,7 +178,7 @@ func (r *run) handle(s *sub, c eventConn, typ, id, data []byte, t *tally) {
 	}
 	r.onEvent(s, typ, id, data, t)
 	if !c.buffered() {
-		r.publish(s, t)
+		r.flushTally(s, t)
 	}
 }
 
@@ -222,7 +222,7 @@ func (r *run) dial(ctx context.Context, s *sub, lastID string) (eventConn, error
 			break
 		}
 	}
-	r.publish(s, &t)
+	r.flushTally(s, &t)
 	c.clearDeadline()
 	r.connLat.record(time.Since(start))
 	return c, nil
@@ -258,7 +258,7 @@ func (r *run) read(ctx context.Context, s *sub, c eventConn) {
 			}
 			r.handle(s, c, typ, id, data, &t)
 		}
-		r.publish(s, &t)
+		r.flushTally(s, &t)
 		c.Close()
 		r.live.Add(-1)
 		if r.closing.Load() || ctx.Err() != nil {
