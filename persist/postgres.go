@@ -50,6 +50,7 @@ type Postgres struct {
 	pollEvery time.Duration
 
 	reqs       chan *appendReq
+	kept       *keptCache // the writer's
 	writerGone chan struct{}
 	local      chan []*stream.Message // committed here, for the tail
 	wake       chan struct{}
@@ -101,6 +102,7 @@ func OpenPostgres(ctx context.Context, url string, r stream.Retention, logger *s
 		purgeAfter: defaultPurgeAfter,
 		pollEvery:  defaultPollEvery,
 		reqs:       make(chan *appendReq, 4096),
+		kept:       newKeptCache(),
 		writerGone: make(chan struct{}),
 		local:      make(chan []*stream.Message, 256),
 		wake:       make(chan struct{}, 1),
@@ -110,6 +112,9 @@ func OpenPostgres(ctx context.Context, url string, r stream.Retention, logger *s
 	if err := pool.QueryRow(ctx, `SELECT epoch, head FROM push.meta`).Scan(&s.epoch, &head); err != nil {
 		pool.Close()
 		return nil, s.fail(ctx, "read push.meta", err)
+	}
+	if err := s.kept.load(ctx, pool); err != nil {
+		s.log.Info("append-time trim looks at every user until it has learnt them", "reason", err)
 	}
 	s.stopCtx, s.cancel = context.WithCancel(context.Background())
 	s.wg.Add(3)

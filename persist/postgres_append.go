@@ -149,6 +149,11 @@ func (s *Postgres) commitGroup(group []*appendReq) {
 	if len(live) == 0 {
 		return
 	}
+	if s.kept.head < 0 && time.Since(s.kept.loaded) > reloadEvery {
+		if err := s.kept.load(s.stopCtx, s.pool); err != nil {
+			s.log.Debug("bounds of kept messages not loaded", "err", err)
+		}
+	}
 	msgs, err := s.commit(live)
 	if err != nil && len(live) > 1 && !errors.Is(err, stream.ErrUnavailable) {
 		// Not an outage but a statement error: retry one by one so only
@@ -205,29 +210,48 @@ func (s *Postgres) commit(group []*appendReq) ([]*stream.Message, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
 	defer cancel()
 	cutoff := s.cutoff(s.r.Clock())
+	kept := s.kept.group()
 	b := &pgx.Batch{}
 	b.Queue(`SELECT pg_advisory_xact_lock($1)`, pushsql.AppendLock)
 	for _, seg := range segments(flat) {
-		s.queueSegment(b, seg, cutoff)
+		s.queueSegment(b, seg, cutoff, kept)
 	}
 	b.Queue(`SELECT pg_notify($1, $2)`, pushsql.NotifyChannel, s.node)
 
 	var base int64 = -1
+	var looked []map[string][]int64 // per trim statement: user -> what it returned
 	br := s.pool.SendBatch(ctx, b)
 	err := func() error {
 		for _, q := range b.QueuedQueries {
-			if q.SQL != sqlInsert {
+			switch q.SQL {
+			case sqlInsert:
+				var segBase int64
+				if err := br.QueryRow().Scan(&segBase); err != nil {
+					return err
+				}
+				if base < 0 {
+					base = segBase
+				}
+			case sqlTrimUsersOnAppend:
+				rows, err := br.Query()
+				if err != nil {
+					return err
+				}
+				got := map[string][]int64{}
+				var user string
+				var bounds []int64
+				_, err = pgx.ForEachRow(rows, []any{&user, &bounds}, func() error {
+					got[user] = bounds
+					return nil
+				})
+				if err != nil {
+					return err
+				}
+				looked = append(looked, got)
+			default:
 				if _, err := br.Exec(); err != nil {
 					return err
 				}
-				continue
-			}
-			var segBase int64
-			if err := br.QueryRow().Scan(&segBase); err != nil {
-				return err
-			}
-			if base < 0 {
-				base = segBase
 			}
 		}
 		return nil
@@ -238,8 +262,10 @@ func (s *Postgres) commit(group []*appendReq) ([]*stream.Message, error) {
 		err = cerr
 	}
 	if err != nil {
+		s.kept.reset()
 		return nil, s.fail(ctx, "append", err)
 	}
+	kept.commit(base, base+int64(len(flat)), looked)
 	out := make([]*stream.Message, len(flat))
 	for i, d := range flat {
 		if len(d.Exclude) == 0 {
@@ -272,7 +298,7 @@ func segments(drafts []stream.Draft) [][]stream.Draft {
 
 // queueSegment queues the statements appending one segment: insert,
 // supersede, trim the appending users, drop broadcasts past the cap.
-func (s *Postgres) queueSegment(b *pgx.Batch, drafts []stream.Draft, cutoff int64) {
+func (s *Postgres) queueSegment(b *pgx.Batch, drafts []stream.Draft, cutoff int64, kept *keptGroup) {
 	var (
 		users, types, keys []string
 		payloads           [][]byte
@@ -280,6 +306,7 @@ func (s *Postgres) queueSegment(b *pgx.Batch, drafts []stream.Draft, cutoff int6
 		excludes           []*string
 		lastBcast          int                // ordinal (1-based) of the last broadcast, 0 for none
 		lastOwn            = map[string]int{} // user -> ordinal of its last draft
+		own                = map[string]*ownDrafts{}
 		keyed              = map[[2]string]bool{}
 		keyUsers, keyKeys  []string
 	)
@@ -299,6 +326,12 @@ func (s *Postgres) queueSegment(b *pgx.Batch, drafts []stream.Draft, cutoff int6
 			}
 		} else {
 			lastOwn[d.UserID] = i + 1
+			if o := own[d.UserID]; o != nil {
+				o.count++
+				o.minTS = min(o.minTS, d.Timestamp)
+			} else {
+				own[d.UserID] = &ownDrafts{count: 1, firstOrd: int64(i + 1), minTS: d.Timestamp}
+			}
 			if d.Key != "" && !keyed[[2]string{d.UserID, d.Key}] {
 				keyed[[2]string{d.UserID, d.Key}] = true
 				keyUsers = append(keyUsers, d.UserID)
@@ -310,8 +343,13 @@ func (s *Postgres) queueSegment(b *pgx.Batch, drafts []stream.Draft, cutoff int6
 	// Sorted: rows of push.users are locked in one order by every writer.
 	trimUsers := slices.Sorted(maps.Keys(lastOwn))
 	ords := make([]int64, len(trimUsers))
+	counts := make([]int64, len(trimUsers))
+	firstOrds := make([]int64, len(trimUsers))
+	minTS := make([]int64, len(trimUsers))
 	for i, u := range trimUsers {
 		ords[i] = int64(lastOwn[u])
+		o := own[u]
+		counts[i], firstOrds[i], minTS[i] = o.count, o.firstOrd, o.minTS
 	}
 
 	b.Queue(sqlInsert, int64(len(drafts)), int64(lastBcast), users, types, keys, payloads, stamps, excludes)
@@ -321,12 +359,21 @@ func (s *Postgres) queueSegment(b *pgx.Batch, drafts []stream.Draft, cutoff int6
 	if len(trimUsers) > 0 {
 		// Before dropping broadcasts: they were there when these users'
 		// drafts were appended.
-		b.Queue(sqlTrimUsersOnAppend, trimUsers, int64(s.r.MaxCount), cutoff, ords, int64(len(drafts)))
+		n, first, oldest, base, gather := kept.guard(trimUsers, counts, firstOrds, minTS, len(drafts))
+		b.Queue(sqlTrimUsersOnAppend, trimUsers, int64(s.r.MaxCount), cutoff, ords, int64(len(drafts)),
+			n, first, oldest, base, gather)
+	} else {
+		kept.skip(len(drafts))
 	}
 	if lastBcast > 0 {
 		b.Queue(sqlDropBroadcastsByCap, int64(s.r.MaxCount))
 		b.Queue(sqlFoldTombstones, maxTombstones)
 	}
+}
+
+// ownDrafts: a user's drafts in a segment.
+type ownDrafts struct {
+	count, firstOrd, minTS int64
 }
 
 // sqlInsert assigns positions head+1..head+n (under AppendLock, taken by the

@@ -66,24 +66,56 @@ func windowBoundSQL(user, maxCount, cutoff, upto string) string {
 
 // trimUsersSQL drops the own messages of the users in $1 that are outside
 // their window ($2 MaxCount, $3 cutoff), and counts them.
-//
-// With upto, the statement runs right after a segment of $5 drafts was
-// inserted, and user $1[i]'s window is taken as it was after its last draft
-// of the segment, ordinal $4[i]: the memory store trims a user when it
-// appends for that user, and later broadcasts of the segment must not trim
-// it further (the retention pass will).
-func trimUsersSQL(upto bool) string {
-	from := "unnest($1::text[]) AS u(user_id)"
-	bound := windowBoundSQL("u.user_id", "$2::bigint", "$3::bigint", "")
-	if upto {
-		from = "unnest($1::text[], $4::bigint[]) AS u(user_id, ord), (SELECT head - $5::bigint AS base FROM push.meta) h"
-		bound = windowBoundSQL("u.user_id", "$2::bigint", "$3::bigint", "h.base + u.ord")
-	}
+func trimUsersSQL() string {
 	return `
 WITH b AS MATERIALIZED ( -- one window computation per user, not per row
-    SELECT u.user_id, ` + bound + ` AS bound
-    FROM ` + from + `
-), g AS (
+    SELECT u.user_id, ` + windowBoundSQL("u.user_id", "$2::bigint", "$3::bigint", "") + ` AS bound
+    FROM unnest($1::text[]) AS u(user_id)
+)` + trimBelowBound + `
+SELECT count(*) FROM g`
+}
+
+// trimUsersOnAppendSQL runs right after a segment of $5 drafts was inserted.
+// User $1[i]'s window is taken as it was after its last draft of the
+// segment, ordinal $4[i]: the memory store trims a user when it appends for
+// that user, and later broadcasts of the segment must not trim it further
+// (the retention pass will).
+//
+// Only users that may be over their window are looked at (see keptCache):
+// $6[i], $7[i], $8[i] bound user i's own kept messages after the segment
+// (at most that many, none below that position, none older than that; -1:
+// unknown), valid only if the segment starts at position $9 + 1. A user
+// looked at is returned with, when $10 and nothing of theirs was outside
+// the window, [count, lowest position, oldest ts] of their kept messages.
+func trimUsersOnAppendSQL() string {
+	return `
+WITH h AS (
+    SELECT head - $5::bigint AS base FROM push.meta
+), k AS ( -- kept broadcasts: how many (as far as MaxCount matters), the newest past the cutoff
+    SELECT (SELECT count(*) FROM (SELECT FROM push.messages
+                                  WHERE user_id IS NULL AND gone_at IS NULL
+                                  LIMIT $2::bigint + 1) x) AS n,
+           (SELECT max(seq) FROM push.messages
+            WHERE user_id IS NULL AND gone_at IS NULL AND ts <= $3::bigint) AS aged
+), b AS MATERIALIZED ( -- one window computation per user that may be over it
+    SELECT u.user_id, ` + windowBoundSQL("u.user_id", "$2::bigint", "$3::bigint", "h.base + u.ord") + ` AS bound
+    FROM unnest($1::text[], $4::bigint[], $6::bigint[], $7::bigint[], $8::bigint[])
+             AS u(user_id, ord, n, first, oldest), h, k
+    WHERE h.base <> $9::bigint OR u.n < 0 OR u.n + k.n > $2::bigint
+       OR u.oldest <= $3::bigint OR u.first <= k.aged
+)` + trimBelowBound + `
+SELECT b.user_id,
+       CASE WHEN $10::boolean AND b.bound IS NULL THEN
+           (SELECT ARRAY[count(*), coalesce(min(seq), 0), coalesce(min(ts), 0)]
+            FROM push.messages WHERE user_id = b.user_id AND gone_at IS NULL)
+       END
+FROM b`
+}
+
+// trimBelowBound drops the own messages of the users in CTE b(user_id,
+// bound) at or below their bound, as CTE g(user_id, seq), recording them as
+// lost and counting them as expired.
+const trimBelowBound = `, g AS (
     -- Positions collected per user by index first, then updated by primary
     -- key: with UPDATE ... FROM b the planner hash-joins the whole table
     -- when it misjudges b's size. (Only writers holding AppendLock mark
@@ -102,13 +134,11 @@ WITH b AS MATERIALIZED ( -- one window computation per user, not per row
 ), c AS (
     UPDATE push.counters SET value = value + (SELECT count(*) FROM g)
     WHERE name = 'expired' AND EXISTS (SELECT 1 FROM g)
-)
-SELECT count(*) FROM g`
-}
+)`
 
 var (
-	sqlTrimUsers         = trimUsersSQL(false)
-	sqlTrimUsersOnAppend = trimUsersSQL(true)
+	sqlTrimUsers         = trimUsersSQL()
+	sqlTrimUsersOnAppend = trimUsersOnAppendSQL()
 )
 
 // dropBroadcasts records the broadcasts in CTE d(seq, exclude) as lost and

@@ -373,7 +373,7 @@ ANALYZE push.messages`); err != nil {
 		{"ReadStream", sqlReadStream, []any{"u42", int64(100), cut, int64(0), int64(500)}},
 		{"ReadStream resume", sqlReadStream, []any{"u42", int64(100), cut, int64(59000), int64(500)}},
 		{"tail", `SELECT seq, user_id, exclude, type, key, payload, ts FROM push.messages WHERE seq > $1 ORDER BY seq LIMIT $2`, []any{int64(59990), tailPage}},
-		{"trim on append", sqlTrimUsersOnAppend, []any{[]string{"u42", "u43"}, int64(100), cut, []int64{1, 2}, int64(2)}},
+		{"trim on append", sqlTrimUsersOnAppend, []any{[]string{"u42", "u43"}, int64(100), cut, []int64{1, 2}, int64(2), []int64{-1, -1}, []int64{0, 0}, []int64{0, 0}, int64(-1), true}},
 		{"trim in retention pass", sqlTrimUsers, []any{[]string{"u42", "u43"}, int64(100), cut}},
 		{"supersede", sqlSupersede, []any{[]string{"u42"}, []string{"w1"}}},
 		{"broadcast cap", sqlDropBroadcastsByCap, []any{int64(100)}},
