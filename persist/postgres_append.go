@@ -304,8 +304,7 @@ func (s *Postgres) queueSegment(b *pgx.Batch, drafts []stream.Draft, cutoff int6
 		payloads           [][]byte
 		stamps             []int64
 		excludes           []*string
-		lastBcast          int                // ordinal (1-based) of the last broadcast, 0 for none
-		lastOwn            = map[string]int{} // user -> ordinal of its last draft
+		lastBcast          int // ordinal (1-based) of the last broadcast, 0 for none
 		own                = map[string]*ownDrafts{}
 		keyed              = map[[2]string]bool{}
 		keyUsers, keyKeys  []string
@@ -325,12 +324,12 @@ func (s *Postgres) queueSegment(b *pgx.Batch, drafts []stream.Draft, cutoff int6
 				ex = &js
 			}
 		} else {
-			lastOwn[d.UserID] = i + 1
 			if o := own[d.UserID]; o != nil {
 				o.count++
+				o.lastOrd = int64(i + 1)
 				o.minTS = min(o.minTS, d.Timestamp)
 			} else {
-				own[d.UserID] = &ownDrafts{count: 1, firstOrd: int64(i + 1), minTS: d.Timestamp}
+				own[d.UserID] = &ownDrafts{count: 1, firstOrd: int64(i + 1), lastOrd: int64(i + 1), minTS: d.Timestamp}
 			}
 			if d.Key != "" && !keyed[[2]string{d.UserID, d.Key}] {
 				keyed[[2]string{d.UserID, d.Key}] = true
@@ -341,15 +340,12 @@ func (s *Postgres) queueSegment(b *pgx.Batch, drafts []stream.Draft, cutoff int6
 		excludes = append(excludes, ex)
 	}
 	// Sorted: rows of push.users are locked in one order by every writer.
-	trimUsers := slices.Sorted(maps.Keys(lastOwn))
+	trimUsers := slices.Sorted(maps.Keys(own))
 	ords := make([]int64, len(trimUsers))
-	counts := make([]int64, len(trimUsers))
-	firstOrds := make([]int64, len(trimUsers))
-	minTS := make([]int64, len(trimUsers))
+	trimOwn := make([]ownDrafts, len(trimUsers))
 	for i, u := range trimUsers {
-		ords[i] = int64(lastOwn[u])
-		o := own[u]
-		counts[i], firstOrds[i], minTS[i] = o.count, o.firstOrd, o.minTS
+		trimOwn[i] = *own[u]
+		ords[i] = trimOwn[i].lastOrd
 	}
 
 	b.Queue(sqlInsert, int64(len(drafts)), int64(lastBcast), users, types, keys, payloads, stamps, excludes)
@@ -359,21 +355,20 @@ func (s *Postgres) queueSegment(b *pgx.Batch, drafts []stream.Draft, cutoff int6
 	if len(trimUsers) > 0 {
 		// Before dropping broadcasts: they were there when these users'
 		// drafts were appended.
-		n, first, oldest, base, gather := kept.guard(trimUsers, counts, firstOrds, minTS, len(drafts))
+		n, first, oldest, base, gather := kept.guard(trimUsers, trimOwn)
 		b.Queue(sqlTrimUsersOnAppend, trimUsers, int64(s.r.MaxCount), cutoff, ords, int64(len(drafts)),
 			n, first, oldest, base, gather)
-	} else {
-		kept.skip(len(drafts))
 	}
+	kept.advance(len(drafts))
 	if lastBcast > 0 {
 		b.Queue(sqlDropBroadcastsByCap, int64(s.r.MaxCount))
 		b.Queue(sqlFoldTombstones, maxTombstones)
 	}
 }
 
-// ownDrafts: a user's drafts in a segment.
+// ownDrafts: a user's drafts in a segment (ordinals are 1-based).
 type ownDrafts struct {
-	count, firstOrd, minTS int64
+	count, firstOrd, lastOrd, minTS int64
 }
 
 // sqlInsert assigns positions head+1..head+n (under AppendLock, taken by the

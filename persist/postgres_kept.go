@@ -152,11 +152,10 @@ func (c *keptCache) group() *keptGroup {
 	return &keptGroup{c: c, base: c.head, after: map[string]keptBounds{}}
 }
 
-// guard returns the trim statement's arguments for a segment of size drafts
-// ($6–$10 of trimUsersOnAppendSQL) for users, whose drafts in the segment
-// are count[i] many, the first at ordinal firstOrd[i] (1-based), the oldest
-// stamped minTS[i].
-func (g *keptGroup) guard(users []string, count, firstOrd, minTS []int64, size int) (n, first, oldest []int64, base int64, gather bool) {
+// guard returns the trim statement's arguments ($6–$10 of
+// trimUsersOnAppendSQL) for the next segment's users, own[i] being users[i]'s
+// drafts in it.
+func (g *keptGroup) guard(users []string, own []ownDrafts) (n, first, oldest []int64, base int64, gather bool) {
 	n = make([]int64, len(users))
 	first = make([]int64, len(users))
 	oldest = make([]int64, len(users))
@@ -172,24 +171,20 @@ func (g *keptGroup) guard(users []string, count, firstOrd, minTS []int64, size i
 			continue
 		}
 		if b.n <= 0 {
-			b = keptBounds{first: g.base + firstOrd[i], oldest: math.MaxInt64}
+			b = keptBounds{first: g.base + own[i].firstOrd, oldest: math.MaxInt64}
 		}
-		b.n += count[i]
-		b.oldest = min(b.oldest, minTS[i])
+		b.n += own[i].count
+		b.oldest = min(b.oldest, own[i].minTS)
 		n[i], first[i], oldest[i] = b.n, b.first, b.oldest
 		g.after[u] = b
 		seg.next[i] = b
 	}
 	g.segs = append(g.segs, seg)
-	base = g.base
-	if g.base >= 0 {
-		g.base += int64(size)
-	}
-	return n, first, oldest, base, !g.c.foreign
+	return n, first, oldest, g.base, !g.c.foreign
 }
 
-// skip advances past a segment without a trim statement.
-func (g *keptGroup) skip(size int) {
+// advance moves past a segment of size drafts.
+func (g *keptGroup) advance(size int) {
 	if g.base >= 0 {
 		g.base += int64(size)
 	}
@@ -221,7 +216,7 @@ func (g *keptGroup) commit(base, head int64, looked []map[string][]int64) {
 					b = keptBounds{}
 				}
 				c.set(u, b)
-			case wasLooked || seg.next[j].n < 0:
+			case wasLooked:
 				c.set(u, keptBounds{n: -1})
 			default:
 				c.set(u, seg.next[j])
