@@ -64,13 +64,29 @@ func (s *Server) handleStats(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c := s.manager.Counts()
-	writeJSON(w, http.StatusOK, map[string]any{
+	body := map[string]any{
 		"totalConnections": c.Connections,
 		"uniqueUsers":      c.Users,
 		"transports":       map[string]int{"sse": c.Transports["sse"], "ws": c.Transports["ws"]},
 		"queueStats":       qs,
 		"timestamp":        stream.NowMillis(),
-	})
+	}
+	if ob, ok := s.manager.Store().(outboxReporter); ok {
+		n, err := ob.OutboxPending(ctx)
+		if err != nil {
+			retryAfter(w, s.opts.RetryAfter)
+			writeError(w, http.StatusServiceUnavailable, codeUnavailable, "store unavailable: the outbox cannot be read")
+			return
+		}
+		body["outboxPending"] = n
+	}
+	writeJSON(w, http.StatusOK, body)
+}
+
+// outboxReporter is a store with database-driven pushes (PostgreSQL): how
+// many changes wait in its outbox.
+type outboxReporter interface {
+	OutboxPending(ctx context.Context) (int64, error)
 }
 
 func userParam(r *http.Request) (string, error) {

@@ -2,6 +2,7 @@ package api
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"net"
 	"net/http"
@@ -71,6 +72,9 @@ func newMetrics(m *stream.Manager) *metrics {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pushd_cursor_flush_errors_total", Help: "Failed writes of delivered cursors (retried)."},
 			func() float64 { return float64(m.Metrics().CursorFlushErrors) }),
 	)
+	if ob, ok := m.Store().(outboxReporter); ok {
+		reg.MustRegister(outboxCollector{ob})
+	}
 	return mt
 }
 
@@ -140,3 +144,20 @@ func (s *statusRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 }
 
 func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+// outboxCollector reports pushd_outbox_pending at scrape time; when the store
+// cannot be read the sample is left out rather than made up.
+type outboxCollector struct{ store outboxReporter }
+
+var outboxPendingDesc = prometheus.NewDesc("pushd_outbox_pending",
+	"Database-driven changes in push.outbox, not yet in the log.", nil, nil)
+
+func (c outboxCollector) Describe(ch chan<- *prometheus.Desc) { ch <- outboxPendingDesc }
+
+func (c outboxCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if n, err := c.store.OutboxPending(ctx); err == nil {
+		ch <- prometheus.MustNewConstMetric(outboxPendingDesc, prometheus.GaugeValue, float64(n))
+	}
+}

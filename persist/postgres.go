@@ -51,6 +51,8 @@ type Postgres struct {
 
 	reqs       chan *appendReq
 	kept       *keptCache // the writer's
+	relayWake  chan struct{}
+	relayState relayState // the writer's
 	writerGone chan struct{}
 	local      chan []*stream.Message // committed here, for the tail
 	wake       chan struct{}
@@ -61,6 +63,10 @@ type Postgres struct {
 	wg         sync.WaitGroup
 	closed     atomic.Bool
 	closeErr   sync.Once
+
+	// changeDataLimit: a database change whose row is larger goes out
+	// without data ("dataOmitted").
+	changeDataLimit int
 }
 
 // Defaults of the PostgreSQL store.
@@ -72,10 +78,26 @@ const (
 	reconnectDelay = time.Second
 )
 
+// PostgresOption configures OpenPostgres.
+type PostgresOption func(*Postgres)
+
+// WithChangeDataLimit sets the largest row data (in bytes of JSON) a
+// database-driven change carries; a larger one is pushed with
+// "dataOmitted": true instead. The default is 65536, the default of
+// --max-message-bytes.
+func WithChangeDataLimit(n int) PostgresOption {
+	return func(s *Postgres) {
+		if n > 0 {
+			s.changeDataLimit = n
+		}
+	}
+}
+
 // OpenPostgres connects to the database at url, applies pending migrations,
-// and starts the writer and the tail. The pool size is pool_max_conns from the
-// URL, 8 when absent; LISTEN runs on one more, dedicated connection.
-func OpenPostgres(ctx context.Context, url string, r stream.Retention, logger *slog.Logger) (*Postgres, error) {
+// and starts the writer (which also relays database-driven changes) and the
+// tail. The pool size is pool_max_conns from the URL, 8 when absent; LISTEN
+// runs on one more, dedicated connection.
+func OpenPostgres(ctx context.Context, url string, r stream.Retention, logger *slog.Logger, opts ...PostgresOption) (*Postgres, error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
@@ -103,11 +125,19 @@ func OpenPostgres(ctx context.Context, url string, r stream.Retention, logger *s
 		pollEvery:  defaultPollEvery,
 		reqs:       make(chan *appendReq, 4096),
 		kept:       newKeptCache(),
+		relayWake:  make(chan struct{}, 1),
 		writerGone: make(chan struct{}),
 		local:      make(chan []*stream.Message, 256),
 		wake:       make(chan struct{}, 1),
 		stop:       make(chan struct{}),
+
+		changeDataLimit: defaultChangeDataLimit,
 	}
+	for _, o := range opts {
+		o(s)
+	}
+	// Changes committed while no pushd ran are relayed at once.
+	s.kickRelay()
 	var head int64
 	if err := pool.QueryRow(ctx, `SELECT epoch, head FROM push.meta`).Scan(&s.epoch, &head); err != nil {
 		pool.Close()

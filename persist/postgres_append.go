@@ -103,14 +103,28 @@ func checkText(ss ...string) error {
 	return nil
 }
 
-// writer is the single goroutine that appends to the log from this process.
+// writer is the single goroutine that appends to the log from this process:
+// groups of Append calls, and the relay of database-driven changes
+// (postgres_relay.go) when the outbox's notification or the poll says so.
 func (s *Postgres) writer() {
 	defer s.wg.Done()
 	defer close(s.writerGone)
+	relayTick := time.NewTicker(s.pollEvery)
+	defer relayTick.Stop()
 	for {
 		var first *appendReq
 		select {
 		case first = <-s.reqs:
+		case <-s.relayWake:
+			if s.relayOnce() {
+				s.kickRelay()
+			}
+			continue
+		case <-relayTick.C:
+			if s.relayPoll(relayTick) && s.relayOnce() {
+				s.kickRelay()
+			}
+			continue
 		case <-s.stop:
 			for {
 				select {
@@ -195,12 +209,6 @@ func (s *Postgres) handToTail(msgs []*stream.Message) {
 
 // commit appends the drafts of group in one transaction: a pipelined batch
 // (one round trip) that PostgreSQL runs as one implicit transaction.
-//
-// The memory store applies retention draft by draft; here it is applied per
-// segment of drafts, with the same result as long as no user's conflated
-// draft follows another draft of the same user within a segment (a trim in
-// between could drop, and count, the message the conflated draft would
-// supersede). segments cuts there; usually the whole group is one segment.
 func (s *Postgres) commit(group []*appendReq) ([]*stream.Message, error) {
 	var flat []stream.Draft
 	for _, r := range group {
@@ -209,71 +217,56 @@ func (s *Postgres) commit(group []*appendReq) ([]*stream.Message, error) {
 	// Not the store's stop context: Close lets a commit in flight finish.
 	ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
 	defer cancel()
-	cutoff := s.cutoff(s.r.Clock())
-	kept := s.kept.group()
 	b := &pgx.Batch{}
 	b.Queue(`SELECT pg_advisory_xact_lock($1)`, pushsql.AppendLock)
-	for _, seg := range segments(flat) {
-		s.queueSegment(b, seg, cutoff, kept)
-	}
+	plan := s.queueAppend(b, flat)
 	b.Queue(`SELECT pg_notify($1, $2)`, pushsql.NotifyChannel, s.node)
-
-	var base int64 = -1
-	var looked []map[string][]int64 // per trim statement: user -> what it returned
-	br := s.pool.SendBatch(ctx, b)
-	err := func() error {
-		for _, q := range b.QueuedQueries {
-			switch q.SQL {
-			case sqlInsert:
-				var segBase int64
-				if err := br.QueryRow().Scan(&segBase); err != nil {
-					return err
-				}
-				if base < 0 {
-					base = segBase
-				}
-			case sqlTrimUsersOnAppend:
-				rows, err := br.Query()
-				if err != nil {
-					return err
-				}
-				got := map[string][]int64{}
-				var user string
-				var bounds []int64
-				_, err = pgx.ForEachRow(rows, []any{&user, &bounds}, func() error {
-					got[user] = bounds
-					return nil
-				})
-				if err != nil {
-					return err
-				}
-				looked = append(looked, got)
-			default:
-				if _, err := br.Exec(); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
-	}()
 	// Close reads up to ReadyForQuery, which follows the implicit COMMIT:
 	// only a nil here means the group is durable.
-	if cerr := br.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
+	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
 		s.kept.reset()
 		return nil, s.fail(ctx, "append", err)
 	}
-	kept.commit(base, base+int64(len(flat)), looked)
-	out := make([]*stream.Message, len(flat))
-	for i, d := range flat {
+	return s.appended(plan), nil
+}
+
+// appendPlan is a group of drafts queued for appending, and what its
+// statements return once they ran.
+type appendPlan struct {
+	drafts []stream.Draft
+	kept   *keptGroup
+	base   int64                // the position before the first draft
+	looked []map[string][]int64 // per trim statement: user -> the bounds it returned
+}
+
+// queueAppend queues on b the statements that append drafts to the log.
+// AppendLock must be taken by an earlier statement of the same transaction.
+//
+// The memory store applies retention draft by draft; here it is applied per
+// segment of drafts, with the same result as long as no user's conflated
+// draft follows another draft of the same user within a segment (a trim in
+// between could drop, and count, the message the conflated draft would
+// supersede). segments cuts there; usually the whole group is one segment.
+func (s *Postgres) queueAppend(b *pgx.Batch, drafts []stream.Draft) *appendPlan {
+	p := &appendPlan{drafts: drafts, kept: s.kept.group(), base: -1}
+	cutoff := s.cutoff(s.r.Clock())
+	for _, seg := range segments(drafts) {
+		s.queueSegment(b, seg, cutoff, p)
+	}
+	return p
+}
+
+// appended turns a committed plan into its messages.
+func (s *Postgres) appended(p *appendPlan) []*stream.Message {
+	p.kept.commit(p.base, p.base+int64(len(p.drafts)), p.looked)
+	out := make([]*stream.Message, len(p.drafts))
+	for i, d := range p.drafts {
 		if len(d.Exclude) == 0 {
 			d.Exclude = nil
 		}
-		out[i] = stream.NewMessage(s.epoch, uint64(base)+uint64(i)+1, d)
+		out[i] = stream.NewMessage(s.epoch, uint64(p.base)+uint64(i)+1, d)
 	}
-	return out, nil
+	return out
 }
 
 // segments splits drafts where a user's conflated draft follows another
@@ -298,7 +291,8 @@ func segments(drafts []stream.Draft) [][]stream.Draft {
 
 // queueSegment queues the statements appending one segment: insert,
 // supersede, trim the appending users, drop broadcasts past the cap.
-func (s *Postgres) queueSegment(b *pgx.Batch, drafts []stream.Draft, cutoff int64, kept *keptGroup) {
+func (s *Postgres) queueSegment(b *pgx.Batch, drafts []stream.Draft, cutoff int64, p *appendPlan) {
+	kept := p.kept
 	var (
 		users, types, keys []string
 		payloads           [][]byte
@@ -348,7 +342,17 @@ func (s *Postgres) queueSegment(b *pgx.Batch, drafts []stream.Draft, cutoff int6
 		ords[i] = trimOwn[i].lastOrd
 	}
 
-	b.Queue(sqlInsert, int64(len(drafts)), int64(lastBcast), users, types, keys, payloads, stamps, excludes)
+	b.Queue(sqlInsert, int64(len(drafts)), int64(lastBcast), users, types, keys, payloads, stamps, excludes).
+		QueryRow(func(row pgx.Row) error {
+			var segBase int64
+			if err := row.Scan(&segBase); err != nil {
+				return err
+			}
+			if p.base < 0 {
+				p.base = segBase
+			}
+			return nil
+		})
 	if len(keyUsers) > 0 {
 		b.Queue(sqlSupersede, keyUsers, keyKeys)
 	}
@@ -357,7 +361,18 @@ func (s *Postgres) queueSegment(b *pgx.Batch, drafts []stream.Draft, cutoff int6
 		// drafts were appended.
 		n, first, oldest, base, gather := kept.guard(trimUsers, trimOwn)
 		b.Queue(sqlTrimUsersOnAppend, trimUsers, int64(s.r.MaxCount), cutoff, ords, int64(len(drafts)),
-			n, first, oldest, base, gather)
+			n, first, oldest, base, gather).
+			Query(func(rows pgx.Rows) error {
+				got := map[string][]int64{}
+				var user string
+				var bounds []int64
+				_, err := pgx.ForEachRow(rows, []any{&user, &bounds}, func() error {
+					got[user] = bounds
+					return nil
+				})
+				p.looked = append(p.looked, got)
+				return err
+			})
 	}
 	kept.advance(len(drafts))
 	if lastBcast > 0 {

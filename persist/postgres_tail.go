@@ -113,7 +113,8 @@ WHERE seq > $1 ORDER BY seq LIMIT $2`, int64(last), tailPage)
 }
 
 // listen keeps a dedicated LISTEN connection (not from the pool) and turns
-// notifications from other nodes into wake-ups of the tail. After every
+// notifications from other nodes into wake-ups of the tail, and those of
+// the outbox triggers into wake-ups of the relay. After every
 // (re)connect it wakes the tail too, since notifications sent while it was
 // away are lost.
 func (s *Postgres) listen() {
@@ -131,7 +132,22 @@ func (s *Postgres) listen() {
 		ReconnectDelay: reconnectDelay,
 	}
 	l.Handle(pushsql.NotifyChannel, listenHandler{s: s, down: &down})
+	l.Handle(pushsql.OutboxChannel, outboxHandler{s: s})
 	_ = l.Listen(s.stopCtx)
+}
+
+// outboxHandler wakes the relay when a watched table's trigger wrote
+// changes, and after every (re)connect of the LISTEN connection.
+type outboxHandler struct{ s *Postgres }
+
+func (h outboxHandler) HandleNotification(ctx context.Context, n *pgconn.Notification, conn *pgx.Conn) error {
+	h.s.kickRelay()
+	return nil
+}
+
+func (h outboxHandler) HandleBacklog(ctx context.Context, channel string, conn *pgx.Conn) error {
+	h.s.kickRelay()
+	return nil
 }
 
 type listenHandler struct {

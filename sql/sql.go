@@ -37,6 +37,11 @@ const (
 // commit to the log. The payload names the sending node, never data.
 const NotifyChannel = "push_log"
 
+// OutboxChannel is the channel the triggers of push.watch_table notify (once
+// per statement, constant payload) when they wrote changes to push.outbox;
+// it wakes the relay of every node.
+const OutboxChannel = "push_outbox"
+
 // Migration is one schema change.
 type Migration struct {
 	Version int

@@ -144,7 +144,8 @@ func openStore(ctx context.Context, cfg *config, logger *slog.Logger) (stream.St
 	}
 	octx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	store, err := persist.OpenPostgres(octx, cfg.DatabaseURL, r, logger)
+	store, err := persist.OpenPostgres(octx, cfg.DatabaseURL, r, logger,
+		persist.WithChangeDataLimit(int(cfg.MaxMessageBytes)))
 	if err != nil {
 		return nil, fmt.Errorf("database: %w", err)
 	}

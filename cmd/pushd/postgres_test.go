@@ -18,7 +18,10 @@ import (
 	"github.com/pushd/pushd/internal/pgtest"
 )
 
-func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+func TestMain(m *testing.M) {
+	runChildIfAsked()
+	os.Exit(pgtest.Main(m))
+}
 
 // node is one pushd started through run(), as main does.
 type node struct {
