@@ -47,6 +47,9 @@ type config struct {
 	baselinePID    int
 	sourceIPs      string
 	cpuProfile     string
+
+	databaseURL     string
+	notify, backlog bool
 }
 
 func newFlagSet(name string) *flag.FlagSet {
@@ -77,8 +80,8 @@ func parseConfig(name string, args []string) (*config, error) {
 	fs.IntVar(&c.n, "n", 1000, "connections (one user each)")
 	fs.IntVar(&c.m, "m", 100, "messages: broadcasts (fanout), total messages (unicast), missed messages per client (resume-storm)")
 	fs.Float64Var(&c.rate, "rate", sc.defaultRate, "messages per second to publish (0 = as fast as the server answers)")
-	fs.IntVar(&c.publishers, "publishers", 16, "concurrent publishing HTTP requests")
-	fs.IntVar(&c.batch, "batch", 1, "unicast/resume-storm: messages per POST /api/ws/push/batch (1 = single-message endpoint)")
+	fs.IntVar(&c.publishers, "publishers", 16, "concurrent publishing HTTP requests (db-changes: writer connections)")
+	fs.IntVar(&c.batch, "batch", 1, "unicast/resume-storm: messages per POST /api/ws/push/batch (1 = single-message endpoint); db-changes: rows per INSERT statement")
 	fs.DurationVar(&c.hold, "hold", 5*time.Second, "idle: how long to hold the connections before measuring")
 	fs.DurationVar(&c.drain, "drain", 60*time.Second, "longest wait for outstanding deliveries after publishing")
 	fs.DurationVar(&c.settle, "settle", time.Second, "pause between phases (lets the server settle before a measurement window)")
@@ -95,6 +98,9 @@ func parseConfig(name string, args []string) (*config, error) {
 	fs.StringVar(&c.baseline, "baseline", "none", "none, auto (start `pushbench baseline-server` as a child on a free loopback port) or the URL of a running one")
 	fs.IntVar(&c.baselinePID, "baseline-pid", 0, "baseline-server process id when --baseline is a URL")
 	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write pushbench's own CPU profile to this file (is the client the bottleneck?)")
+	fs.StringVar(&c.databaseURL, "database-url", os.Getenv("PUSH_DATABASE_URL"), "db-changes: the PostgreSQL database pushd runs on (default $PUSH_DATABASE_URL)")
+	fs.BoolVar(&c.notify, "notify", true, "db-changes: watch the table with notify => true (false: pushd's short poll finds the changes)")
+	fs.BoolVar(&c.backlog, "backlog", false, "db-changes: hold pushd's append lock while committing, then measure the relay draining the backlog")
 	fs.StringVar(&c.sourceIPs, "source-ips", "", "spread client sockets over these source addresses, e.g. 127.0.0.1-127.0.0.20")
 	if err := fs.Parse(args); err != nil {
 		return nil, err

@@ -62,6 +62,7 @@ type result struct {
 	ClientCPUms       float64 `json:"clientCpuMs,omitempty"`
 	ClientCPUPer1000  float64 `json:"clientCpuMsPer1000Deliveries,omitempty"`
 	ServerIdleCPUmsPS float64 `json:"serverIdleCpuMsPerSec,omitempty"`
+	PGCPUms           float64 `json:"postgresCpuMs,omitempty"`
 
 	// LoadAvg is the host's 1-minute load average at the start and end of
 	// the run: on a shared machine, figures taken under load are suspect.
@@ -185,6 +186,7 @@ var tableRows = []row{
 	{"server CPU", func(r *result) string { return f(r.ServerCPUms, " ms") }},
 	{"server CPU / 1000 deliv.", func(r *result) string { return f(r.CPUPer1000ms, " ms") }},
 	{"server idle CPU", func(r *result) string { return f(r.ServerIdleCPUmsPS, " ms/s") }},
+	{"PostgreSQL CPU", func(r *result) string { return f(r.PGCPUms, " ms") }},
 	{"client CPU / 1000 deliv.", func(r *result) string { return f(r.ClientCPUPer1000, " ms") }},
 	{"wall time", func(r *result) string { return f(r.WallSeconds, "s") }},
 	{"host load (1 min) start/end", func(r *result) string { return fmt.Sprintf("%.1f / %.1f", r.LoadAvg[0], r.LoadAvg[1]) }},

@@ -49,8 +49,12 @@ type run struct {
 	runID  string
 	marker []byte // "pb:<runID>:"
 
-	lat     shardedHist // publish -> receipt
-	connLat histogram   // dial -> connected event
+	lat shardedHist // publish -> receipt
+	// recvAt, when set, takes receipt times by the marker's time field,
+	// which then holds an index (db-changes: the commit time is known only
+	// after the row is written).
+	recvAt  []atomic.Int64
+	connLat histogram // dial -> connected event
 
 	delivered  atomic.Int64 // unique in-run deliveries
 	dups       atomic.Int64
@@ -151,6 +155,12 @@ func (r *run) onEvent(s *sub, typ, id, data []byte, t *tally) {
 		return
 	}
 	t.delivered++
+	if r.recvAt != nil {
+		if sent < uint64(len(r.recvAt)) {
+			r.recvAt[sent].Store(t.now.UnixNano())
+		}
+		return
+	}
 	r.lat.record(s.idx, t.now.Sub(time.Unix(0, int64(sent))))
 }
 

@@ -19,7 +19,7 @@ var scenarios = map[string]scenario{
 	"fanout":       {run: runFanout, baseline: true, defaultRate: 10, doc: "N subscribers x M broadcasts: latency, deliveries/s, CPU per 1000 deliveries"},
 	"unicast":      {run: runUnicast, baseline: true, doc: "N users, M messages to random users (--batch for the batch API): publish and delivery rate"},
 	"resume-storm": {run: runResumeStorm, baseline: false, doc: "N clients miss M messages, all resume at once: time until all caught up"},
-	"db-changes":   {run: runDBChanges, baseline: false, doc: "rows written to a watched table: commit->client latency (not yet implemented)"},
+	"db-changes":   {run: runDBChanges, baseline: false, doc: "M rows committed to a push.watch_table() table (--database-url): changes/s and commit->client latency"},
 }
 
 // connected returns the subscribers whose connection is open.
