@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"slices"
 	"strconv"
 	"time"
@@ -118,37 +119,42 @@ func (s *Postgres) relayOnce() (more bool) {
 }
 
 // relay moves one batch of outbox rows into the log and returns how many
-// rows it took.
+// rows it took. It costs two round trips: BEGIN, the lock and the take in one
+// pipeline, the append and COMMIT in the next.
 func (s *Postgres) relay() (int, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
 	defer cancel()
-	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
+	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
-		return 0, s.fail(ctx, "relay begin", err)
+		return 0, s.fail(ctx, "relay", err)
 	}
-	defer func() { _ = tx.Rollback(context.Background()) }()
+	// A connection left inside a transaction (a failed step) is closed by
+	// the pool on release, which rolls the transaction back.
+	defer conn.Release()
+	var changes []change
+	take := &pgx.Batch{}
+	take.Queue(`BEGIN ISOLATION LEVEL READ COMMITTED`)
 	// Its own statement: under READ COMMITTED the next statement's snapshot
 	// is taken after the lock is held, so it sees every relay and append
 	// that committed before.
-	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, pushsql.AppendLock); err != nil {
-		return 0, s.fail(ctx, "relay lock", err)
-	}
-	rows, err := tx.Query(ctx, sqlTakeOutbox, relayBatch)
-	if err != nil {
-		return 0, s.fail(ctx, "relay take", err)
-	}
-	var changes []change
-	var c change
-	_, err = pgx.ForEachRow(rows, []any{&c.seq, &c.tableID, &c.action, &c.rowID, &c.userID, &c.data}, func() error {
-		changes = append(changes, c)
-		c.data = nil
-		return nil
+	take.Queue(`SELECT pg_advisory_xact_lock($1)`, pushsql.AppendLock)
+	take.Queue(sqlTakeOutbox, relayBatch).Query(func(rows pgx.Rows) error {
+		var c change
+		_, err := pgx.ForEachRow(rows, []any{&c.seq, &c.tableID, &c.action, &c.rowID, &c.userID, &c.data}, func() error {
+			changes = append(changes, c)
+			c.data = nil
+			return nil
+		})
+		return err
 	})
-	if err != nil {
+	if err := conn.SendBatch(ctx, take).Close(); err != nil {
 		return 0, s.fail(ctx, "relay take", err)
 	}
 	if len(changes) == 0 {
-		return 0, nil // the deferred rollback releases the lock
+		if _, err := conn.Exec(ctx, `ROLLBACK`); err != nil {
+			return 0, s.fail(ctx, "relay", err)
+		}
+		return 0, nil
 	}
 	slices.SortFunc(changes, func(a, b change) int { return cmp.Compare(a.seq, b.seq) })
 	now := s.r.Clock().UnixMilli()
@@ -158,22 +164,24 @@ func (s *Postgres) relay() (int, error) {
 			drafts = append(drafts, d)
 		}
 	}
+	b := &pgx.Batch{}
 	var plan *appendPlan
 	if len(drafts) > 0 {
-		b := &pgx.Batch{}
 		plan = s.queueAppend(b, drafts)
 		b.Queue(`SELECT pg_notify($1, $2)`, pushsql.NotifyChannel, s.node)
-		if err := tx.SendBatch(ctx, b).Close(); err != nil {
-			s.kept.reset()
-			return 0, s.fail(ctx, "relay append", err)
-		}
 	}
-	if err := tx.Commit(ctx); err != nil {
+	b.Queue(`COMMIT`)
+	if err := conn.SendBatch(ctx, b).Close(); err != nil {
 		// Committed or not, the table knows: the tail reads what is there,
 		// and rows still in the outbox are taken again.
 		s.kept.reset()
 		s.kick()
-		return 0, s.fail(ctx, "relay commit", err)
+		return 0, s.fail(ctx, "relay append", err)
+	}
+	if conn.Conn().PgConn().TxStatus() != 'I' {
+		// COMMIT of an aborted transaction answers ROLLBACK, not an error.
+		s.kept.reset()
+		return 0, s.fail(ctx, "relay commit", errors.New("the relay transaction did not commit"))
 	}
 	if plan != nil {
 		s.handToTail(s.appended(plan))

@@ -395,8 +395,9 @@ func TestDBPushRules(t *testing.T) {
 	// published through REST, offline delivery and resume.
 	pgExec(t, db, `INSERT INTO orders (id, owner_id, status) VALUES (300, 'olga', 'while offline')`,
 		`INSERT INTO orders (id, owner_id, status) VALUES (301, 'olga', 'while offline too')`)
-	n.post(t, "/api/ws/push/data-change", `{"userId":"olga","tableId":"orders","rowId":"302","action":"create","data":{"id":302}}`)
+	// The relay runs after the commits; the published one is made after it.
 	waitOutboxEmpty(t, db)
+	n.post(t, "/api/ws/push/data-change", `{"userId":"olga","tableId":"orders","rowId":"302","action":"create","data":{"id":302}}`)
 	olga := n.subscribe(t, "sse", "olga")
 	var keys []string
 	for i, row := range []string{"300", "301", "302"} {
