@@ -45,7 +45,9 @@ import (
 // rows interleave in visibility order, seq within a batch.
 
 const (
-	// relayBatch is how many outbox rows one relay transaction moves.
+	// relayBatch bounds the changes one relay transaction moves (it takes
+	// whole outbox rows, each of up to 1000 changes, while fewer than
+	// relayBatch are taken).
 	relayBatch = 2000
 	// relayPollFast is the relay's poll while a table is watched with
 	// notify => false: nothing wakes it for those.
@@ -60,22 +62,31 @@ const (
 	defaultChangeDataLimit = 65536
 )
 
-// sqlTakeOutbox deletes the oldest visible outbox rows and returns them.
-// RETURNING gives no order: the relay sorts by seq.
+// sqlTakeOutbox deletes the oldest visible outbox rows, as many as hold
+// fewer than $1 changes before the last one taken, and returns their changes
+// one per row. RETURNING gives no order: the relay sorts by (seq, ord).
 const sqlTakeOutbox = `
-DELETE FROM push.outbox o
-USING (SELECT seq FROM push.outbox ORDER BY seq LIMIT $1) x
-WHERE o.seq = x.seq
-RETURNING o.seq, o.table_id, o.action::text, o.row_id, o.user_id, o.data::text`
+WITH pick AS (
+    SELECT seq FROM (
+        SELECT seq, n, sum(n) OVER (ORDER BY seq) AS upto
+        FROM (SELECT seq, n FROM push.outbox ORDER BY seq LIMIT $1) l
+    ) s
+    WHERE upto - n < $1
+), taken AS (
+    DELETE FROM push.outbox o USING pick WHERE o.seq = pick.seq
+    RETURNING o.seq, o.table_id, o.changes
+)
+SELECT t.seq, e.ord, t.table_id, e.v->>0, e.v->>1, e.v->>2, (e.v->3)::text
+FROM taken t, json_array_elements(t.changes) WITH ORDINALITY AS e(v, ord)`
 
-// change is one row of push.outbox.
+// change is one change of push.outbox.
 type change struct {
-	seq     int64
-	tableID string
-	action  string
-	rowID   string
-	userID  *string
-	data    []byte
+	seq, ord int64
+	tableID  string
+	action   string
+	rowID    string
+	userID   *string
+	data     []byte
 }
 
 var changeActions = map[string]string{"c": "create", "u": "update", "d": "delete"}
@@ -105,7 +116,7 @@ func (s *Postgres) relayOnce() (more bool) {
 			s.log.Info("moving database changes into the log again")
 			s.relayState.failing = false
 		}
-		if moved < relayBatch {
+		if moved < relayBatch { // nothing visible was left: a take stops short of relayBatch only at the end
 			if s.relayState.warned {
 				s.checkBacklog()
 			}
@@ -140,7 +151,7 @@ func (s *Postgres) relay() (int, error) {
 	take.Queue(`SELECT pg_advisory_xact_lock($1)`, pushsql.AppendLock)
 	take.Queue(sqlTakeOutbox, relayBatch).Query(func(rows pgx.Rows) error {
 		var c change
-		_, err := pgx.ForEachRow(rows, []any{&c.seq, &c.tableID, &c.action, &c.rowID, &c.userID, &c.data}, func() error {
+		_, err := pgx.ForEachRow(rows, []any{&c.seq, &c.ord, &c.tableID, &c.action, &c.rowID, &c.userID, &c.data}, func() error {
 			changes = append(changes, c)
 			c.data = nil
 			return nil
@@ -156,7 +167,9 @@ func (s *Postgres) relay() (int, error) {
 		}
 		return 0, nil
 	}
-	slices.SortFunc(changes, func(a, b change) int { return cmp.Compare(a.seq, b.seq) })
+	slices.SortFunc(changes, func(a, b change) int {
+		return cmp.Or(cmp.Compare(a.seq, b.seq), cmp.Compare(a.ord, b.ord))
+	})
 	now := s.r.Clock().UnixMilli()
 	drafts := make([]stream.Draft, 0, len(changes))
 	for _, c := range changes {
@@ -197,9 +210,9 @@ func (s *Postgres) changeDraft(c change, now int64) (stream.Draft, bool) {
 	if c.userID != nil {
 		user = *c.userID
 	}
-	if !ok || checkText(user) != nil {
+	if !ok || c.rowID == "" || checkText(user) != nil {
 		// Only a hand-written outbox row can get here (the triggers write
-		// c/u/d, and text columns hold valid UTF-8 in a UTF8 database).
+		// c/u/d and a key, and text holds valid UTF-8 in a UTF8 database).
 		s.log.Error("database change not pushed: malformed outbox row", "seq", c.seq, "table", c.tableID, "action", c.action)
 		return stream.Draft{}, false
 	}
@@ -292,7 +305,7 @@ func (s *Postgres) OutboxPending(ctx context.Context) (int64, error) {
 		return 0, err
 	}
 	var n int64
-	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM push.outbox`).Scan(&n); err != nil {
+	if err := s.pool.QueryRow(ctx, `SELECT coalesce(sum(n), 0) FROM push.outbox`).Scan(&n); err != nil {
 		return 0, s.fail(ctx, "outbox pending", err)
 	}
 	return n, nil

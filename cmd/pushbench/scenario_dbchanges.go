@@ -172,7 +172,7 @@ func runDBChanges(ctx context.Context, r *run) *result {
 		}
 	}
 	var left int64
-	if err := pool.QueryRow(ctx, `SELECT count(*) FROM push.outbox`).Scan(&left); err == nil && left > 0 {
+	if err := pool.QueryRow(ctx, `SELECT coalesce(sum(n), 0) FROM push.outbox`).Scan(&left); err == nil && left > 0 {
 		r.noteErr(fmt.Sprintf("%d changes still in push.outbox", left), nil)
 	}
 	res.Missing = missing(subs)

@@ -10,17 +10,19 @@
 -- append lock: each committed change enters the log exactly once.
 
 -- Changes not yet in the log. Insert-only for the triggers, delete-only for
--- the relay. seq comes from a sequence with CACHE 1, so within one session
--- it follows statement and row order; across sessions seq is taken while
--- the writer still holds its row locks, so a later change of the same row
--- always gets a higher seq (the relay's ordering argument).
+-- the relay. One row holds up to 1000 changes of one statement, in row
+-- order, as a JSON array of [action, rowId, audience, data] (action c/u/d,
+-- audience NULL for a broadcast): a large statement costs one outbox insert
+-- per thousand rows, not one per row. seq comes from a sequence with
+-- CACHE 1, so within one session it follows statement order; across
+-- sessions seq is taken while the writer still holds its row locks, so a
+-- later change of the same row always gets a higher seq (the relay's
+-- ordering argument).
 CREATE TABLE push.outbox (
-    seq      bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    table_id text   NOT NULL,          -- the payload's tableId
-    action   "char" NOT NULL CHECK (action IN ('c', 'u', 'd')),
-    row_id   text   NOT NULL,          -- the payload's rowId
-    user_id  text,                     -- NULL: a broadcast
-    data     json                      -- the row (or the watched columns)
+    seq      bigint  GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    table_id text    NOT NULL,         -- the payload's tableId
+    n        integer NOT NULL,         -- how many changes
+    changes  json    NOT NULL
 ) WITH (
     -- Every row is deleted soon after it is written: vacuum it often.
     autovacuum_vacuum_scale_factor = 0,
@@ -158,16 +160,22 @@ BEGIN
     END IF;
 
     FOR fn, sql IN VALUES
-        -- INSERT and DELETE: one outbox row per row of the transition table,
-        -- in its order (the statement's row order).
+        -- INSERT and DELETE: the rows of the transition table in its order
+        -- (the statement's row order), a thousand per outbox row.
         ('ins', format($f$
-INSERT INTO push.outbox (table_id, action, row_id, user_id, data)
-SELECT %1$L, 'c', %2$s, %3$s, %4$s FROM push_new r %5$s;
+INSERT INTO push.outbox (table_id, n, changes)
+SELECT %1$L, count(*), json_agg(json_build_array('c', c.row_id, c.user_id, c.data) ORDER BY c.ord)
+FROM (SELECT %2$s AS row_id, %3$s AS user_id, %4$s AS data, row_number() OVER () - 1 AS ord
+      FROM push_new r %5$s) c
+GROUP BY c.ord / 1000 ORDER BY c.ord / 1000;
 %6$s$f$, table_id, push._expr('row_id', 'r', pk, aud, cols), push._expr('audience', 'r', pk, aud, cols),
             push._expr('data', 'r', pk, aud, cols), filter, notify)),
         ('del', format($f$
-INSERT INTO push.outbox (table_id, action, row_id, user_id, data)
-SELECT %1$L, 'd', %2$s, %3$s, %4$s FROM push_old r %5$s;
+INSERT INTO push.outbox (table_id, n, changes)
+SELECT %1$L, count(*), json_agg(json_build_array('d', c.row_id, c.user_id, c.data) ORDER BY c.ord)
+FROM (SELECT %2$s AS row_id, %3$s AS user_id, %4$s AS data, row_number() OVER () - 1 AS ord
+      FROM push_old r %5$s) c
+GROUP BY c.ord / 1000 ORDER BY c.ord / 1000;
 %6$s$f$, table_id, push._expr('row_id', 'r', pk, aud, cols), push._expr('audience', 'r', pk, aud, cols),
             push._expr('data', 'r', pk, aud, cols), filter, notify)),
         -- UPDATE: old and new rows paired by primary key. Same audience and
@@ -178,22 +186,26 @@ SELECT %1$L, 'd', %2$s, %3$s, %4$s FROM push_old r %5$s;
         -- without an equality operator such as json or point; the listed
         -- columns by their JSON).
         ('upd', format($f$
-INSERT INTO push.outbox (table_id, action, row_id, user_id, data)
-SELECT %1$L, v.action, v.row_id, v.user_id, v.data
-FROM (SELECT r, row_number() OVER () AS ord FROM push_new r) n
-FULL JOIN (SELECT r, row_number() OVER () AS ord FROM push_old r) o ON %2$s
-CROSS JOIN LATERAL (SELECT %3$s AS new_user, %4$s AS old_user) a
-CROSS JOIN LATERAL (VALUES
-    (1, 'd'::"char", %5$s, a.old_user, %6$s,
-        o.ord IS NOT NULL AND (n.ord IS NULL OR a.old_user IS DISTINCT FROM a.new_user)),
-    (2, 'c'::"char", %7$s, a.new_user, %8$s,
-        n.ord IS NOT NULL AND (o.ord IS NULL OR a.old_user IS DISTINCT FROM a.new_user)),
-    (3, 'u'::"char", %7$s, a.new_user, %8$s,
-        n.ord IS NOT NULL AND o.ord IS NOT NULL AND a.old_user IS NOT DISTINCT FROM a.new_user
-        AND NOT (%9$s))
-) v(k, action, row_id, user_id, data, pushed)
-WHERE v.pushed %10$s
-ORDER BY coalesce(n.ord, o.ord), o.ord IS NULL, v.k;
+INSERT INTO push.outbox (table_id, n, changes)
+SELECT %1$L, count(*), json_agg(json_build_array(c.action, c.row_id, c.user_id, c.data) ORDER BY c.ord)
+FROM (
+    SELECT v.action, v.row_id, v.user_id, v.data,
+           row_number() OVER (ORDER BY coalesce(n.ord, o.ord), o.ord IS NULL, v.k) - 1 AS ord
+    FROM (SELECT r, row_number() OVER () AS ord FROM push_new r) n
+    FULL JOIN (SELECT r, row_number() OVER () AS ord FROM push_old r) o ON %2$s
+    CROSS JOIN LATERAL (SELECT %3$s AS new_user, %4$s AS old_user) a
+    CROSS JOIN LATERAL (VALUES
+        (1, 'd', %5$s, a.old_user, %6$s,
+            o.ord IS NOT NULL AND (n.ord IS NULL OR a.old_user IS DISTINCT FROM a.new_user)),
+        (2, 'c', %7$s, a.new_user, %8$s,
+            n.ord IS NOT NULL AND (o.ord IS NULL OR a.old_user IS DISTINCT FROM a.new_user)),
+        (3, 'u', %7$s, a.new_user, %8$s,
+            n.ord IS NOT NULL AND o.ord IS NOT NULL AND a.old_user IS NOT DISTINCT FROM a.new_user
+            AND NOT (%9$s))
+    ) v(k, action, row_id, user_id, data, pushed)
+    WHERE v.pushed %10$s
+) c
+GROUP BY c.ord / 1000 ORDER BY c.ord / 1000;
 %11$s$f$, table_id,
             (SELECT string_agg(format('(n.r).%1$s = (o.r).%1$s', c), ' AND ') FROM unnest(pk) c),
             push._expr('audience', '(n.r)', pk, aud, cols), push._expr('audience', '(o.r)', pk, aud, cols),
