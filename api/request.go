@@ -7,9 +7,14 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strings"
+	"time"
 	"unicode/utf8"
 )
+
+// bodyReadTimeout bounds reading one REST request body.
+const bodyReadTimeout = 30 * time.Second
 
 // badRequest is a validation failure answered with 400 and its message.
 type badRequest struct{ msg string }
@@ -29,11 +34,15 @@ func (s *Server) readBodyLimit(w http.ResponseWriter, r *http.Request, limit int
 		writeError(w, http.StatusRequestEntityTooLarge, codeTooLarge, fmt.Sprintf("request body over %d bytes", limit))
 		return nil, false
 	}
+	// A client trickling its body must not hold a handler for ever.
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(bodyReadTimeout))
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
 			writeError(w, http.StatusRequestEntityTooLarge, codeTooLarge, fmt.Sprintf("request body over %d bytes", limit))
+		} else if errors.Is(err, os.ErrDeadlineExceeded) {
+			writeError(w, http.StatusBadRequest, codeBadRequest, fmt.Sprintf("the request body did not arrive within %v", bodyReadTimeout))
 		} else {
 			writeError(w, http.StatusBadRequest, codeBadRequest, "reading the request body failed")
 		}

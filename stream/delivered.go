@@ -147,9 +147,12 @@ func (m *Manager) flushCursors() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := m.store.MarkDelivered(ctx, batch); err != nil {
+	start := time.Now()
+	err := m.store.MarkDelivered(ctx, batch)
+	m.timeStore(OpMarkDelivered, start)
+	if err != nil {
 		m.flushErrors.Add(1)
-		m.log.Warn("writing delivered cursors failed; will retry", "err", err, "users", len(batch))
+		m.log.Warn("store error: writing delivered cursors failed; will retry", "err", err, "users", len(batch))
 		for _, d := range batch {
 			sh := m.cur.shard(d.UserID)
 			sh.mu.Lock()

@@ -42,7 +42,15 @@ type Handler struct {
 	// ReadLimit is the largest client frame; larger ones close with 1008.
 	ReadLimit    int64
 	WriteTimeout time.Duration
-	Logger       *slog.Logger
+	// SlowGrace is how long a write in flight may still take once the
+	// connection is cut off as too slow, so the frame it carries can end
+	// and the 4002 close frame follow (instead of a frame cut in the
+	// middle, which the peer can only see as 1006).
+	SlowGrace time.Duration
+	// OnRefused answers, before the upgrade, a connection the manager does
+	// not admit (err from Manager.Admit).
+	OnRefused func(w http.ResponseWriter, r *http.Request, err error)
+	Logger    *slog.Logger
 
 	once     sync.Once
 	upgrader websocket.Upgrader
@@ -75,13 +83,39 @@ type clientFrame struct {
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.once.Do(h.init)
+	// A user known from the URL is held to the limits before the upgrade,
+	// so a refusal is a plain HTTP answer; a bad token is still refused
+	// after it, with a close code a browser can read.
+	early, authErr := "", error(nil)
+	if tok := auth.FromRequest(r); tok != "" || !h.Subscribers.Required {
+		early, authErr = h.Subscribers.UserFromToken(tok, r)
+		if authErr == nil {
+			if err := h.Manager.Admit(early); err != nil {
+				h.OnRefused(w, r, err)
+				return
+			}
+		}
+	}
 	conn, err := h.upgrader.Upgrade(w, r, nil)
 	if err != nil {
 		return // the upgrader answered
 	}
 	c := &wsConn{h: h, conn: conn, raw: conn.UnderlyingConn()}
-	user, ok := c.authenticate(r)
-	if !ok {
+	user := early
+	switch {
+	case authErr != nil:
+	case user == "":
+		user, authErr = c.authenticate(r)
+		if authErr == nil {
+			authErr = h.Manager.Admit(user)
+			if authErr != nil {
+				c.refuse(authErr)
+				return
+			}
+		}
+	}
+	if authErr != nil {
+		h.Manager.AuthFailed("ws", r.RemoteAddr, authErr)
 		c.closeNow(CodeUnauthorized, "unauthorized")
 		return
 	}
@@ -89,11 +123,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.s, c.w = s, stream.NewConnWriter(s, c.raw, h.WriteTimeout)
 	s.OnEnd(func(reason stream.CloseReason) {
 		if reason.Kind == stream.CloseSlow {
-			c.w.Abort() // unblock a write stuck on a peer that does not read
+			// Let the write stuck on a peer that does not read finish its
+			// frame within the grace, then Finish sends 4002.
+			c.w.AbortAfter(h.SlowGrace)
 		}
 	})
 	if err := h.Manager.Attach(r.Context(), s, r.URL.Query().Get("lastEventId")); err != nil {
-		c.closeNow(CodeTryAgain, "store unavailable")
+		c.refuse(err)
 		return
 	}
 	c.installHandlers()
@@ -121,27 +157,48 @@ func (c *wsConn) closeNow(code int, text string) {
 	_ = c.conn.Close()
 }
 
-// authenticate returns the user from the URL token, or waits for an auth
-// message when the URL has none and a token is required.
-func (c *wsConn) authenticate(r *http.Request) (string, bool) {
-	tok := auth.FromRequest(r)
-	if tok == "" && c.h.Subscribers.Required {
-		_ = c.conn.SetReadDeadline(time.Now().Add(c.h.AuthTimeout))
-		data, err := c.readFrame()
-		if err != nil {
-			return "", false
-		}
-		var f clientFrame
-		var p struct {
-			Token string `json:"token"`
-		}
-		if json.Unmarshal(data, &f) != nil || f.Type != "auth" || json.Unmarshal(f.Payload, &p) != nil || p.Token == "" {
-			return "", false
-		}
-		tok = p.Token
+// refuse closes a socket whose session was not admitted after the upgrade
+// (auth message, or a limit reached meanwhile): 1012 during shutdown, else
+// 1013 try again later.
+func (c *wsConn) refuse(err error) {
+	switch {
+	case errors.Is(err, stream.ErrShuttingDown):
+		c.closeNow(CodeRestart, "server restarting")
+	case errors.Is(err, stream.ErrUserFull), errors.Is(err, stream.ErrNodeFull):
+		c.closeNow(CodeTryAgain, err.Error())
+	default:
+		c.closeNow(CodeTryAgain, "store unavailable")
 	}
-	user, err := c.h.Subscribers.UserFromToken(tok, r)
-	return user, err == nil
+}
+
+var errNoAuthMessage = errors.New("no auth message within the auth timeout")
+
+// authenticate waits for the auth message of a socket whose URL carries no
+// token, and returns its user.
+func (c *wsConn) authenticate(r *http.Request) (string, error) {
+	_ = c.conn.SetReadDeadline(time.Now().Add(c.h.AuthTimeout))
+	data, err := c.readFrame()
+	if err != nil {
+		return "", errNoAuthMessage
+	}
+	tok, err := ParseAuthFrame(data)
+	if err != nil {
+		return "", err
+	}
+	return c.h.Subscribers.UserFromToken(tok, r)
+}
+
+// ParseAuthFrame returns the token of a client's first frame
+// {"type":"auth","payload":{"token":"…"}}.
+func ParseAuthFrame(data []byte) (string, error) {
+	var f clientFrame
+	var p struct {
+		Token string `json:"token"`
+	}
+	if json.Unmarshal(data, &f) != nil || f.Type != "auth" || json.Unmarshal(f.Payload, &p) != nil || p.Token == "" {
+		return "", errors.New(`first frame is not {"type":"auth","payload":{"token":…}}`)
+	}
+	return p.Token, nil
 }
 
 var (
@@ -204,10 +261,16 @@ func (c *wsConn) readLoop() {
 			continue
 		}
 		if err != nil {
-			if errors.Is(err, errTooBig) {
+			var ne net.Error
+			switch {
+			case errors.Is(err, errTooBig):
 				c.setClose(CodePolicy, "frame over the read limit")
+				c.s.Close()
+			case errors.As(err, &ne) && ne.Timeout():
+				c.s.TimedOut()
+			default:
+				c.s.Close()
 			}
-			c.s.Close()
 			c.awaitFinish()
 			return
 		}

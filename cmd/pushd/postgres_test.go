@@ -18,7 +18,13 @@ import (
 	"github.com/pushd/pushd/internal/pgtest"
 )
 
-func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+func TestMain(m *testing.M) {
+	if os.Getenv(execEnv) == "1" {
+		main() // the test binary re-executed as pushd (process_test.go)
+		return
+	}
+	os.Exit(pgtest.Main(m))
+}
 
 // node is one pushd started through run(), as main does.
 type node struct {
