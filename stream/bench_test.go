@@ -3,6 +3,7 @@ package stream_test
 import (
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -34,7 +35,7 @@ func (c *countingTransport) Finish(stream.CloseReason) {}
 func BenchmarkBroadcastFanout(b *testing.B) {
 	for _, n := range []int{100, 1000, 10000} {
 		b.Run(fmt.Sprint("subscribers=", n), func(b *testing.B) {
-			m := stream.NewManager(persist.NewMemory(stream.Retention{MaxCount: 100, TTL: time.Hour}), stream.Config{QueueLimit: 1 << 20})
+			m := stream.NewManager(persist.NewMemory(stream.Retention{MaxCount: 100, TTL: time.Hour}), stream.Config{QueueLimit: 1 << 20, Logger: slog.New(slog.DiscardHandler)})
 			tr := &countingTransport{}
 			for i := range n {
 				s := m.NewSession(fmt.Sprint("u", i), "bench", "", "")

@@ -275,27 +275,37 @@ func (c *wsConn) readLoop() {
 			return
 		}
 		_ = c.conn.SetReadDeadline(c.deadline())
-		var f clientFrame
-		if err := json.Unmarshal(data, &f); err != nil || f.Type == "" {
-			c.reply(`malformed frame: want {"type":…,"payload":…}`)
+		clientTime, problem := parseClientFrame(data)
+		if problem != "" {
+			c.reply(problem)
 			continue
 		}
-		switch f.Type {
-		case stream.TypeHeartbeat:
-			var p struct {
-				ClientTime int64 `json:"clientTime"`
-			}
-			if len(f.Payload) > 0 && json.Unmarshal(f.Payload, &p) != nil {
-				c.reply("malformed heartbeat payload")
-				continue
-			}
-			c.s.Heartbeat(p.ClientTime)
-		case "auth":
-			c.reply("already authenticated")
-		default:
-			b, _ := json.Marshal(f.Type)
-			c.reply("unknown message type " + string(b))
+		c.s.Heartbeat(clientTime)
+	}
+}
+
+// parseClientFrame reads a frame of an authenticated client: a heartbeat
+// returns its clientTime (0 when absent); anything else returns the problem
+// the error frame reports.
+func parseClientFrame(data []byte) (clientTime int64, problem string) {
+	var f clientFrame
+	if err := json.Unmarshal(data, &f); err != nil || f.Type == "" {
+		return 0, `malformed frame: want {"type":…,"payload":…}`
+	}
+	switch f.Type {
+	case stream.TypeHeartbeat:
+		var p struct {
+			ClientTime int64 `json:"clientTime"`
 		}
+		if len(f.Payload) > 0 && json.Unmarshal(f.Payload, &p) != nil {
+			return 0, "malformed heartbeat payload"
+		}
+		return p.ClientTime, ""
+	case "auth":
+		return 0, "already authenticated"
+	default:
+		b, _ := json.Marshal(f.Type)
+		return 0, "unknown message type " + string(b)
 	}
 }
 
