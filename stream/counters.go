@@ -80,7 +80,6 @@ var StoreOpNames = [numStoreOps]string{"append", "read_stream", "delivered_curso
 type counters struct {
 	connects    [numTransports]atomic.Uint64
 	disconnects [numReasons]atomic.Uint64
-	deliveries  [numTransports]atomic.Uint64
 	replays     atomic.Uint64
 	replayed    atomic.Uint64
 	resets      [len(ResetReasons)]atomic.Uint64
@@ -119,10 +118,9 @@ type Counters struct {
 
 // Counters returns a snapshot of the counters.
 func (m *Manager) Counters() Counters {
-	var c Counters
+	c := Counters{Deliveries: m.cur.written()}
 	for i := range c.Connects {
 		c.Connects[i] = m.counters.connects[i].Load()
-		c.Deliveries[i] = m.counters.deliveries[i].Load()
 	}
 	for i := range c.Disconnects {
 		c.Disconnects[i] = m.counters.disconnects[i].Load()

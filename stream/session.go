@@ -204,8 +204,7 @@ func (s *Session) Written(items []Item) {
 	if last == 0 {
 		return
 	}
-	s.m.noteDelivered(s.cursors, s.Info.UserID, items, last)
-	s.m.counters.deliveries[s.tr].Add(uint64(n))
+	s.m.noteDelivered(s.cursors, s.Info.UserID, items, last, s.tr, n)
 	if acked != 0 {
 		// One observation per write, of its oldest live message: the
 		// histogram costs a clock read per write, not per message.
