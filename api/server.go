@@ -51,7 +51,9 @@ type Options struct {
 	// TrustedProxies may name the client in X-Forwarded-For (the
 	// per-address limits and remoteAddr); nobody else may.
 	TrustedProxies []netip.Prefix
-	Logger         *slog.Logger
+	// WSCompression offers permessage-deflate on /ws.
+	WSCompression bool
+	Logger        *slog.Logger
 }
 
 // Server is the HTTP handler of one pushd node.
@@ -133,7 +135,7 @@ func New(manager *stream.Manager, opts Options) *Server {
 		Manager: manager, Subscribers: subs, CheckOrigin: s.originAllowed,
 		Heartbeat: opts.HeartbeatInterval, HeartbeatTimeout: opts.HeartbeatTimeout,
 		AuthTimeout: opts.AuthTimeout, ReadLimit: 64 << 10, WriteTimeout: 10 * time.Second,
-		SlowGrace: 2 * time.Second, OnRefused: s.refuse, Logger: s.log,
+		SlowGrace: 2 * time.Second, OnRefused: s.refuse, Compression: opts.WSCompression, Logger: s.log,
 	}
 
 	// Subscribers.

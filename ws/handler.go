@@ -50,7 +50,10 @@ type Handler struct {
 	// OnRefused answers, before the upgrade, a connection the manager does
 	// not admit (err from Manager.Admit).
 	OnRefused func(w http.ResponseWriter, r *http.Request, err error)
-	Logger    *slog.Logger
+	// Compression offers permessage-deflate (no context takeover); stored
+	// messages are then deflated once each and shared (deflate.go).
+	Compression bool
+	Logger      *slog.Logger
 
 	once     sync.Once
 	upgrader websocket.Upgrader
@@ -62,8 +65,9 @@ func (h *Handler) init() {
 		WriteBufferSize: 256, // used only for handshake-time close frames
 		// Taken from the pool for those writes only, so an idle
 		// connection holds no write buffer.
-		WriteBufferPool: &sync.Pool{},
-		CheckOrigin:     h.CheckOrigin,
+		WriteBufferPool:   &sync.Pool{},
+		CheckOrigin:       h.CheckOrigin,
+		EnableCompression: h.Compression,
 		Error: func(w http.ResponseWriter, r *http.Request, status int, reason error) {
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(status)
@@ -96,11 +100,19 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
+	var rec *handshakeRecorder
+	if h.Compression {
+		rec = &handshakeRecorder{ResponseWriter: w}
+		w = rec
+	}
 	conn, err := h.upgrader.Upgrade(w, r, nil)
 	if err != nil {
 		return // the upgrader answered
 	}
 	c := &wsConn{h: h, conn: conn, raw: conn.UnderlyingConn()}
+	if rec != nil {
+		c.raw, c.deflate = rec.raw(), rec.deflate()
+	}
 	user := early
 	switch {
 	case authErr != nil:
@@ -145,6 +157,9 @@ type wsConn struct {
 	raw  net.Conn
 	s    *stream.Session
 	w    *stream.ConnWriter
+	// deflate: permessage-deflate was agreed; stored messages go out
+	// compressed.
+	deflate bool
 	// closeCode, when set, is the close frame Finish sends for a session
 	// that ended from the peer's side (echo of its close, or 1008).
 	closeCode atomic.Int32
@@ -334,20 +349,26 @@ func textFrame(payload []byte) []byte {
 // Write implements stream.Transport: every queued item in one writev, each
 // stored message's frame shared with every other connection that delivers it.
 func (c *wsConn) Write(items []stream.Item) error {
-	return c.w.Send(func(bufs net.Buffers) net.Buffers { return appendFrames(bufs, items) })
+	return c.w.Send(func(bufs net.Buffers) net.Buffers { return appendFrames(bufs, items, c.deflate) })
 }
 
 // TryWrite implements stream.InlineWriter.
 func (c *wsConn) TryWrite(items []stream.Item) (bool, error) {
-	return c.w.TrySend(func(bufs net.Buffers) net.Buffers { return appendFrames(bufs, items) })
+	return c.w.TrySend(func(bufs net.Buffers) net.Buffers { return appendFrames(bufs, items, c.deflate) })
 }
 
-func appendFrames(bufs net.Buffers, items []stream.Item) net.Buffers {
+// appendFrames lists the frames of items; with deflate, stored messages use
+// their shared compressed frame (control events stay plain, as the
+// extension allows per message).
+func appendFrames(bufs net.Buffers, items []stream.Item, deflate bool) net.Buffers {
 	// Control frames' headers (at most 10 bytes each) go in hdrs, sized on
 	// first use for all items so the slices taken from it stay valid.
 	var hdrs []byte
 	for _, it := range items {
 		switch {
+		case it.Msg != nil && deflate:
+			bufs = append(bufs, it.Msg.Encoding(deflateSlot, deflateFrame))
+			continue
 		case it.Msg != nil:
 			bufs = append(bufs, it.Msg.Encoding(frameSlot, textFrame))
 			continue

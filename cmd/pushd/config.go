@@ -56,6 +56,7 @@ type config struct {
 	TrustedProxies        string
 	ShutdownTimeout       time.Duration
 	ReadHeaderTimeout     time.Duration
+	WSCompression         bool
 	proxies               []netip.Prefix
 	generatedKey          bool
 	generatedJWT          bool
@@ -99,6 +100,7 @@ func newFlagSet(c *config) *flag.FlagSet {
 	fs.IntVar(&c.UserRateBurst, "user-rate-burst", 0, "burst allowed above --user-rate-limit (default: one second's worth)")
 	fs.StringVar(&c.TrustedProxies, "trusted-proxies", "", "comma-separated CIDRs whose X-Forwarded-For names the client (rate limits, remoteAddr)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "on SIGTERM/SIGINT: time to end streams and finish requests in flight before exiting")
+	fs.BoolVar(&c.WSCompression, "ws-compression", false, "offer permessage-deflate on /ws (stored messages compressed once each, shared by every connection)")
 	fs.DurationVar(&c.ReadHeaderTimeout, "read-header-timeout", 10*time.Second, "a connection must send its request headers within this time")
 	return fs
 }

@@ -105,7 +105,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		SSEPadding: cfg.SSEPadding, RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst,
 		ConnectRateLimit: cfg.ConnectRateLimit, ConnectRateBurst: cfg.ConnectRateBurst,
 		UserRateLimit: cfg.UserRateLimit, UserRateBurst: cfg.UserRateBurst, TrustedProxies: cfg.proxies,
-		Logger: logger,
+		WSCompression: cfg.WSCompression,
+		Logger:        logger,
 	})
 	conns := &connTracker{fresh: map[net.Conn]struct{}{}}
 	httpSrv := &http.Server{
