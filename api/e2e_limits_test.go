@@ -91,14 +91,21 @@ func (h *e2e) limited(limit string) float64 {
 
 func TestE2EMaxConnections(t *testing.T) {
 	t.Parallel()
-	h := newE2E(t, func(c *e2eConfig) { c.Stream.MaxConnections = 2 })
+	h := newE2E(t, func(c *e2eConfig) {
+		c.Stream.MaxConnections = 2
+		c.Opts.AllowedOrigins = []string{"https://app.example"}
+	})
 	a := h.openSSE("mia", "")
 	expectConnected(t, a, "mia", "sse")
 	b := h.openWS("noa", "")
 	expectConnected(t, b, "noa", "ws")
 
-	_, r := h.sseAttempt(t, "ola")
+	_, r := h.sseAttempt(t, "ola", "Origin", "https://app.example")
 	expectRefused(t, "third SSE", r, 503, "unavailable", true)
+	// A browser page may read the refusal and its Retry-After.
+	if r.Header.Get("Access-Control-Allow-Origin") != "https://app.example" || !strings.Contains(r.Header.Get("Access-Control-Expose-Headers"), "Retry-After") {
+		t.Errorf("refused SSE from an allowed origin without CORS headers: %v", r.Header)
+	}
 	h.wsRefusedBeforeUpgrade(t, "ola", 503, "unavailable", nil)
 	if n := h.limited("max_connections"); n != 2 {
 		t.Errorf("pushd_rate_limited_total{limit=max_connections} = %v, want 2", n)

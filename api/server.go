@@ -139,7 +139,7 @@ func New(manager *stream.Manager, opts Options) *Server {
 	}
 
 	// Subscribers.
-	s.handle("GET", "/sse", s.admit(s.cors(sseHandler)))
+	s.handle("GET", "/sse", s.cors(s.admit(sseHandler)))
 	s.handle("GET", "/ws", s.admit(wsHandler))
 	// Publisher / admin REST API.
 	s.api("POST", "/api/ws/connect", s.handleConnect)
