@@ -1,6 +1,8 @@
 package api_test
 
 import (
+	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 )
@@ -38,5 +40,19 @@ func TestE2ERequestID(t *testing.T) {
 	}
 	if got := h.do("GET", "/healthz", nil, "", "X-Request-Id", strings.Repeat("y", 200)).Header.Get("X-Request-Id"); got != strings.Repeat("y", 200) {
 		t.Errorf("a 200-character id was not kept")
+	}
+	// The streams' answers carry it too: the SSE head and the WebSocket
+	// upgrade.
+	sse := h.openSSE("rid", "", func(r *http.Request) { r.Header.Set("X-Request-Id", "sse-req-1") })
+	if got := sse.Resp.Header.Get("X-Request-Id"); got != "sse-req-1" {
+		t.Errorf("SSE answer: X-Request-Id %q, want sse-req-1", got)
+	}
+	conn, resp, err := h.dialWS("access_token="+url.QueryEscape(h.token("rid")), http.Header{"X-Request-Id": {"ws-req-1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.Close()
+	if got := resp.Header.Get("X-Request-Id"); got != "ws-req-1" {
+		t.Errorf("WebSocket upgrade: X-Request-Id %q, want ws-req-1", got)
 	}
 }

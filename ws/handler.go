@@ -105,7 +105,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rec = &handshakeRecorder{ResponseWriter: w}
 		w = rec
 	}
-	conn, err := h.upgrader.Upgrade(w, r, nil)
+	var hdr http.Header
+	if id := w.Header().Get("X-Request-Id"); id != "" {
+		hdr = http.Header{"X-Request-Id": {id}} // gorilla writes only the headers it is given
+	}
+	conn, err := h.upgrader.Upgrade(w, r, hdr)
 	if err != nil {
 		return // the upgrader answered
 	}

@@ -16,34 +16,37 @@ import (
 	"time"
 )
 
-// mintToken gets a subscriber token for user from POST /api/ws/connect.
-func (p *proc) mintToken(t *testing.T, user string) string {
+// apiJSON sends an authenticated REST request and decodes the answer into
+// out, returning the status.
+func (p *proc) apiJSON(t *testing.T, method, path, body string, out any) int {
 	t.Helper()
-	req, _ := http.NewRequest("POST", p.base+"/api/ws/connect", strings.NewReader(`{"userId":"`+user+`"}`))
+	req, _ := http.NewRequest(method, p.base+path, strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+procKey)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		t.Fatalf("%s %s: %d, undecodable answer: %v", method, path, resp.StatusCode, err)
+	}
+	return resp.StatusCode
+}
+
+// mintToken gets a subscriber token for user from POST /api/ws/connect.
+func (p *proc) mintToken(t *testing.T, user string) string {
+	t.Helper()
 	var body struct{ Token string }
-	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || resp.StatusCode != 200 || body.Token == "" {
-		t.Fatalf("connect: %d %v", resp.StatusCode, err)
+	if st := p.apiJSON(t, "POST", "/api/ws/connect", `{"userId":"`+user+`"}`, &body); st != 200 || body.Token == "" {
+		t.Fatalf("connect: %d", st)
 	}
 	return body.Token
 }
 
 func (p *proc) connections(t *testing.T) int {
 	t.Helper()
-	req, _ := http.NewRequest("GET", p.base+"/api/ws/stats", nil)
-	req.Header.Set("Authorization", "Bearer "+procKey)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
 	var body struct{ TotalConnections int }
-	_ = json.NewDecoder(resp.Body).Decode(&body)
+	p.apiJSON(t, "GET", "/api/ws/stats", "", &body)
 	return body.TotalConnections
 }
 
