@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 )
 
 // sseAttempt tries GET /sse for user with extra headers; a 200 is returned
@@ -259,4 +260,27 @@ func TestE2EUserRateLimit(t *testing.T) {
 	if n := h.limited("user_rate"); n != 3 {
 		t.Errorf("pushd_rate_limited_total{limit=user_rate} = %v, want 3", n)
 	}
+}
+
+// TestE2ESlowBody: a REST body trickled slower than the body read timeout is
+// answered 400 and nothing is stored, instead of holding the handler.
+func TestE2ESlowBody(t *testing.T) {
+	t.Parallel()
+	h := newE2E(t, func(c *e2eConfig) { c.Opts.BodyReadTimeout = 300 * time.Millisecond })
+	pr, pw := io.Pipe()
+	go func() {
+		_, _ = io.WriteString(pw, `{"userId":"sloth","title":"t",`)
+		time.Sleep(2 * time.Second)
+		_, _ = io.WriteString(pw, `"body":"b"}`)
+		pw.Close()
+	}()
+	start := time.Now()
+	msg := h.do("POST", "/api/ws/push/notification", pr, "Bearer "+e2eAPIKey).expectError(t, 400, "bad_request")
+	if !strings.Contains(msg, "did not arrive within") || time.Since(start) > 1900*time.Millisecond {
+		t.Errorf("slow body: %q after %v, want a 400 at the read timeout", msg, time.Since(start))
+	}
+	c := h.openWS("sloth", "")
+	expectConnected(t, c, "sloth", "ws")
+	marker := h.notify("sloth", "marker")
+	expectMarker(t, c, marker, "the trickled publish must not have been stored")
 }

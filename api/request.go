@@ -13,9 +13,6 @@ import (
 	"unicode/utf8"
 )
 
-// bodyReadTimeout bounds reading one REST request body.
-const bodyReadTimeout = 30 * time.Second
-
 // badRequest is a validation failure answered with 400 and its message.
 type badRequest struct{ msg string }
 
@@ -35,14 +32,18 @@ func (s *Server) readBodyLimit(w http.ResponseWriter, r *http.Request, limit int
 		return nil, false
 	}
 	// A client trickling its body must not hold a handler for ever.
-	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(bodyReadTimeout))
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Now().Add(s.opts.BodyReadTimeout))
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	// Lifted once the body is in: net/http's background read (which notices
+	// a client going away) would otherwise end the request at the deadline.
+	_ = rc.SetReadDeadline(time.Time{})
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
 			writeError(w, http.StatusRequestEntityTooLarge, codeTooLarge, fmt.Sprintf("request body over %d bytes", limit))
 		} else if errors.Is(err, os.ErrDeadlineExceeded) {
-			writeError(w, http.StatusBadRequest, codeBadRequest, fmt.Sprintf("the request body did not arrive within %v", bodyReadTimeout))
+			writeError(w, http.StatusBadRequest, codeBadRequest, fmt.Sprintf("the request body did not arrive within %v", s.opts.BodyReadTimeout))
 		} else {
 			writeError(w, http.StatusBadRequest, codeBadRequest, "reading the request body failed")
 		}

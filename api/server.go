@@ -53,7 +53,10 @@ type Options struct {
 	TrustedProxies []netip.Prefix
 	// WSCompression offers permessage-deflate on /ws.
 	WSCompression bool
-	Logger        *slog.Logger
+	// BodyReadTimeout bounds reading one REST request body, so a client
+	// trickling it cannot hold a handler. Default 30s.
+	BodyReadTimeout time.Duration
+	Logger          *slog.Logger
 }
 
 // Server is the HTTP handler of one pushd node.
@@ -96,6 +99,9 @@ func New(manager *stream.Manager, opts Options) *Server {
 	}
 	if opts.RetryAfter <= 0 {
 		opts.RetryAfter = time.Second
+	}
+	if opts.BodyReadTimeout <= 0 {
+		opts.BodyReadTimeout = 30 * time.Second
 	}
 	s := &Server{opts: opts, manager: manager, log: opts.Logger, proxies: opts.TrustedProxies}
 	s.metrics = newMetrics(manager)
