@@ -57,8 +57,11 @@ func (s *Server) baseURL(r *http.Request) string {
 func (s *Server) handleStats(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 	defer cancel()
+	start := time.Now()
 	qs, err := s.manager.Store().QueueStats(ctx)
+	s.metrics.storeOps["queue_stats"].Observe(time.Since(start).Seconds())
 	if err != nil {
+		s.log.Warn("store error: queue stats failed", "err", err, "request_id", requestID(r))
 		retryAfter(w, s.opts.RetryAfter)
 		writeError(w, http.StatusServiceUnavailable, codeUnavailable, "store unavailable: queue stats cannot be read")
 		return

@@ -6,12 +6,15 @@ package api_test
 import (
 	"context"
 	"net/url"
+	"strconv"
 	"testing"
 )
 
 // TestE2EShutdownEndsStreams: on shutdown a WebSocket gets 1012 (reconnect
-// and resume) and an SSE stream just ends, without a disconnect event (which
-// would tell the client not to come back).
+// and resume) and an SSE stream ends after a retry: hint spread over
+// [0.75 s, 3 s], without a disconnect event (which would tell the client not
+// to come back). Connections arriving afterwards are refused with 503 and
+// Retry-After before any stream byte or upgrade.
 func TestE2EShutdownEndsStreams(t *testing.T) {
 	t.Parallel()
 	h := newE2E(t)
@@ -27,7 +30,26 @@ func TestE2EShutdownEndsStreams(t *testing.T) {
 	defer cancel()
 	h.mgr.Shutdown(ctx)
 	ws.expectClose(t, 1012)
+	ev, ok := sse.NextRaw(t)
+	if !ok || ev.HasData || ev.Retry == "" {
+		t.Fatalf("SSE: want a retry-only event before the end, got %q (ok %v)", ev.Raw, ok)
+	}
+	if ms, err := strconv.Atoi(ev.Retry); err != nil || ms < 750 || ms > 3000 {
+		t.Errorf("SSE shutdown retry: %q ms, want a jittered value in [750, 3000]", ev.Retry)
+	}
 	expectEnd(t, sse)
+
+	req, cancelReq := h.sseRequest("access_token=" + url.QueryEscape(h.token("ari")))
+	defer cancelReq()
+	r := h.send(req)
+	r.expectError(t, 503, "unavailable")
+	if r.Header.Get("Retry-After") == "" {
+		t.Errorf("SSE refused during shutdown without Retry-After: %s", r)
+	}
+	_, resp, err := h.dialWS("access_token="+url.QueryEscape(h.token("ari")), nil)
+	if err == nil || resp == nil || resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("WS during shutdown: %v %v, want 503 with Retry-After before the upgrade", err, resp)
+	}
 }
 
 // TestE2EAuthNotRequired: with AuthRequired off, a subscriber without a

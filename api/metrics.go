@@ -17,10 +17,14 @@ import (
 )
 
 // metrics is this server's Prometheus registry (one per server, so tests can
-// run several in one process).
+// run several in one process). Every labelled child a hot path uses is
+// resolved once here: publishing, limits and the manager's hooks never hash
+// a label.
 type metrics struct {
 	reg       *prometheus.Registry
-	published prometheus.Counter
+	published map[string]prometheus.Counter // by message type
+	limited   [numLimits]prometheus.Counter
+	storeOps  map[string]prometheus.Observer // by op
 	requests  *prometheus.CounterVec
 	durations *prometheus.HistogramVec
 	// counters and observers cache the vectors' children by route and
@@ -34,48 +38,131 @@ type requestKey struct {
 	status int
 }
 
+// latencyBuckets suit 1 ms–10 s (and below a millisecond, where a memory
+// store and an inline write answer): 250 µs to about 16 s, doubling.
+var latencyBuckets = prometheus.ExponentialBuckets(0.00025, 2, 17)
+
+// apiStoreOps are the store calls the API and cmd make themselves (the
+// manager's are stream.StoreOpNames).
+var apiStoreOps = []string{"ping", "queue_stats", "expire"}
+
 func newMetrics(m *stream.Manager) *metrics {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	mt := &metrics{
-		reg: reg,
-		published: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "pushd_messages_published_total", Help: "Messages stored through the REST API.",
-		}),
+		reg:       reg,
+		published: map[string]prometheus.Counter{},
+		storeOps:  map[string]prometheus.Observer{},
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pushd_http_requests_total", Help: "HTTP requests by route and status code.",
 		}, []string{"route", "code"}),
 		durations: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "pushd_http_request_duration_seconds",
-			Help: "Time to answer REST requests by route (for a push: validated, stored, answered; delivery follows). Streams are not included.",
-			// 250 µs to 8 s: a memory-store push answers in well under a
-			// millisecond, a PostgreSQL one after its group commit.
-			Buckets: prometheus.ExponentialBuckets(0.00025, 2, 16),
+			Name:    "pushd_http_request_duration_seconds",
+			Help:    "Time to answer REST requests by route (for a push: validated, stored, answered; delivery follows). Streams are not included.",
+			Buckets: latencyBuckets,
 		}, []string{"route"}),
 	}
-	reg.MustRegister(mt.published, mt.requests, mt.durations)
-	for _, tr := range []string{"sse", "ws"} {
-		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "pushd_connections", Help: "Live subscriber connections by transport.",
-			ConstLabels: prometheus.Labels{"transport": tr},
-		}, func() float64 { return float64(m.Counts().Transports[tr]) }))
+	published := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "pushd_messages_published_total", Help: "Messages stored through this node's REST API, by message type (broadcasts are notifications).",
+	}, []string{"type"})
+	for _, t := range []string{stream.TypeNotification, stream.TypeDashboardUpdate, stream.TypeDataChange, stream.TypeAuditLog} {
+		mt.published[t] = published.WithLabelValues(t)
 	}
-	reg.MustRegister(
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "pushd_users", Help: "Distinct connected users."},
-			func() float64 { return float64(m.Counts().Users) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pushd_messages_dispatched_total", Help: "Committed messages fanned out by this node."},
-			func() float64 { return float64(m.Metrics().Dispatched) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pushd_deliveries_total", Help: "First deliveries of a message to a user written by this node."},
-			func() float64 { return float64(m.Metrics().Delivered) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pushd_slow_consumer_disconnects_total", Help: "Connections cut off because their queue overflowed."},
-			func() float64 { return float64(m.Metrics().SlowConsumerKicks) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pushd_cursor_flush_errors_total", Help: "Failed writes of delivered cursors (retried)."},
-			func() float64 { return float64(m.Metrics().CursorFlushErrors) }),
-	)
+	limited := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "pushd_rate_limited_total", Help: "Requests and connections refused by a limit (--max-connections, --max-connections-per-user, --connect-rate-limit, --user-rate-limit, --rate-limit).",
+	}, []string{"limit"})
+	for i, name := range limitNames {
+		mt.limited[i] = limited.WithLabelValues(name)
+	}
+	storeOps := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "pushd_store_operation_seconds", Help: "Duration of store calls by operation.", Buckets: latencyBuckets,
+	}, []string{"op"})
+	for _, op := range append(stream.StoreOpNames[:], apiStoreOps...) {
+		mt.storeOps[op] = storeOps.WithLabelValues(op)
+	}
+	publishToWrite := prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "pushd_publish_to_write_seconds",
+		Help:    "Time from the store's acknowledgement of a live message to a socket write that carried it (one observation per write, of its oldest message).",
+		Buckets: latencyBuckets,
+	})
+	reg.MustRegister(published, limited, storeOps, publishToWrite, mt.requests, mt.durations, managerCollector{m})
+
+	var byOp [len(stream.StoreOpNames)]prometheus.Observer
+	for i, op := range stream.StoreOpNames {
+		byOp[i] = mt.storeOps[op]
+	}
+	m.SetObserver(stream.Observer{
+		PublishToWrite: func(d time.Duration) { publishToWrite.Observe(d.Seconds()) },
+		StoreOperation: func(op stream.StoreOp, d time.Duration) { byOp[op].Observe(d.Seconds()) },
+	})
 	if ob, ok := m.Store().(outboxReporter); ok {
 		reg.MustRegister(outboxCollector{ob})
 	}
 	return mt
+}
+
+// StoreTimer returns a function that records a store call of op (one of
+// ping, queue_stats, expire) that began at start; cmd times its expiry runs
+// with it.
+func (s *Server) StoreTimer(op string) func(start time.Time) {
+	o := s.metrics.storeOps[op]
+	return func(start time.Time) { o.Observe(time.Since(start).Seconds()) }
+}
+
+// managerCollector exposes the manager's counters and gauges, read once per
+// scrape; the manager keeps them as plain atomics.
+type managerCollector struct{ m *stream.Manager }
+
+var (
+	descConnections  = prometheus.NewDesc("pushd_connections", "Live subscriber connections by transport.", []string{"transport"}, nil)
+	descUsers        = prometheus.NewDesc("pushd_users", "Distinct connected users.", nil, nil)
+	descConnects     = prometheus.NewDesc("pushd_connects_total", "Subscriber connections started, by transport.", []string{"transport"}, nil)
+	descDisconnects  = prometheus.NewDesc("pushd_disconnects_total", "Subscriber connections ended, by reason (auth: refused for its token).", []string{"reason"}, nil)
+	descDeliveries   = prometheus.NewDesc("pushd_deliveries_total", "Stored messages written to subscriber connections, by transport.", []string{"transport"}, nil)
+	descFirst        = prometheus.NewDesc("pushd_first_deliveries_total", "First deliveries of a message to a user written by this node.", nil, nil)
+	descDispatched   = prometheus.NewDesc("pushd_messages_dispatched_total", "Committed messages fanned out by this node.", nil, nil)
+	descReplays      = prometheus.NewDesc("pushd_replays_total", "Connections that resumed from a last event id.", nil, nil)
+	descReplayed     = prometheus.NewDesc("pushd_replayed_messages_total", "Stored messages read for resumes and offline delivery.", nil, nil)
+	descResets       = prometheus.NewDesc("pushd_resets_total", "Streams that began with a reset event, by reason.", []string{"reason"}, nil)
+	descSlow         = prometheus.NewDesc("pushd_slow_consumer_disconnects_total", "Connections cut off because their queue overflowed or a write timed out.", nil, nil)
+	descFlushErrors  = prometheus.NewDesc("pushd_cursor_flush_errors_total", "Failed writes of delivered cursors (retried).", nil, nil)
+	managerDescsList = []*prometheus.Desc{descConnections, descUsers, descConnects, descDisconnects, descDeliveries, descFirst,
+		descDispatched, descReplays, descReplayed, descResets, descSlow, descFlushErrors}
+)
+
+func (c managerCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range managerDescsList {
+		ch <- d
+	}
+}
+
+func (c managerCollector) Collect(ch chan<- prometheus.Metric) {
+	counts, mm, cs := c.m.Counts(), c.m.Metrics(), c.m.Counters()
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	for _, tr := range []int{stream.TransportSSE, stream.TransportWS} {
+		name := stream.TransportNames[tr]
+		gauge(descConnections, float64(counts.Transports[name]), name)
+		counter(descConnects, cs.Connects[tr], name)
+		counter(descDeliveries, cs.Deliveries[tr], name)
+	}
+	gauge(descUsers, float64(counts.Users))
+	for i, r := range stream.DisconnectReasons {
+		counter(descDisconnects, cs.Disconnects[i], r)
+	}
+	for i, r := range stream.ResetReasons {
+		counter(descResets, cs.Resets[i], r)
+	}
+	counter(descFirst, mm.Delivered)
+	counter(descDispatched, mm.Dispatched)
+	counter(descReplays, cs.Replays)
+	counter(descReplayed, cs.Replayed)
+	counter(descSlow, mm.SlowConsumerKicks)
+	counter(descFlushErrors, mm.CursorFlushErrors)
 }
 
 func (mt *metrics) handler() http.Handler {

@@ -304,13 +304,18 @@ func (s *Server) requestError(w http.ResponseWriter, err error) {
 // publish stores drafts; on a store failure it answers 503 and nothing is
 // acknowledged.
 func (s *Server) publish(w http.ResponseWriter, r *http.Request, drafts []stream.Draft) ([]*stream.Message, bool) {
+	if !s.userRateAllowed(w, r, drafts) {
+		return nil, false
+	}
 	msgs, err := s.manager.Publish(r.Context(), drafts)
 	if err != nil {
-		s.log.Warn("publish failed", "err", err, "messages", len(drafts))
+		s.log.Warn("store error: publish failed", "err", err, "messages", len(drafts), "request_id", requestID(r))
 		retryAfter(w, s.opts.RetryAfter)
 		writeError(w, http.StatusServiceUnavailable, codeUnavailable, "store unavailable: message not stored, retry later")
 		return nil, false
 	}
-	s.metrics.published.Add(float64(len(msgs)))
+	for _, m := range msgs {
+		s.metrics.published[m.Type].Inc()
+	}
 	return msgs, true
 }

@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strings"
+	"time"
 	"unicode/utf8"
 )
 
@@ -29,11 +31,19 @@ func (s *Server) readBodyLimit(w http.ResponseWriter, r *http.Request, limit int
 		writeError(w, http.StatusRequestEntityTooLarge, codeTooLarge, fmt.Sprintf("request body over %d bytes", limit))
 		return nil, false
 	}
+	// A client trickling its body must not hold a handler for ever.
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Now().Add(s.opts.BodyReadTimeout))
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	// Lifted once the body is in: net/http's background read (which notices
+	// a client going away) would otherwise end the request at the deadline.
+	_ = rc.SetReadDeadline(time.Time{})
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
 			writeError(w, http.StatusRequestEntityTooLarge, codeTooLarge, fmt.Sprintf("request body over %d bytes", limit))
+		} else if errors.Is(err, os.ErrDeadlineExceeded) {
+			writeError(w, http.StatusBadRequest, codeBadRequest, fmt.Sprintf("the request body did not arrive within %v", s.opts.BodyReadTimeout))
 		} else {
 			writeError(w, http.StatusBadRequest, codeBadRequest, "reading the request body failed")
 		}

@@ -7,7 +7,9 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/julienschmidt/httprouter"
@@ -38,7 +40,23 @@ type Options struct {
 	RateLimit  float64
 	RateBurst  int
 	RetryAfter time.Duration
-	Logger     *slog.Logger
+	// ConnectRateLimit is new subscriber connections per second per client
+	// address (0 = off), with bursts of ConnectRateBurst.
+	ConnectRateLimit float64
+	ConnectRateBurst int
+	// UserRateLimit is messages per second published to one user,
+	// broadcasts aside (0 = off), with bursts of UserRateBurst.
+	UserRateLimit float64
+	UserRateBurst int
+	// TrustedProxies may name the client in X-Forwarded-For (the
+	// per-address limits and remoteAddr); nobody else may.
+	TrustedProxies []netip.Prefix
+	// WSCompression offers permessage-deflate on /ws.
+	WSCompression bool
+	// BodyReadTimeout bounds reading one REST request body, so a client
+	// trickling it cannot hold a handler. Default 30s.
+	BodyReadTimeout time.Duration
+	Logger          *slog.Logger
 }
 
 // Server is the HTTP handler of one pushd node.
@@ -49,8 +67,15 @@ type Server struct {
 	router  *httprouter.Router
 	handler http.Handler
 	metrics *metrics
-	limiter *limiter
-	routes  []route
+	// limiter (--rate-limit), connectLimiter (--connect-rate-limit) and
+	// userLimiter (--user-rate-limit) are nil when off.
+	limiter        *keyedLimiter
+	connectLimiter *keyedLimiter
+	userLimiter    *keyedLimiter
+	proxies        trustedProxies
+	// draining is set by Drain: /readyz fails and subscribers are refused.
+	draining atomic.Bool
+	routes   []route
 }
 
 // route is one registered method and path; the openapi test walks them.
@@ -75,10 +100,19 @@ func New(manager *stream.Manager, opts Options) *Server {
 	if opts.RetryAfter <= 0 {
 		opts.RetryAfter = time.Second
 	}
-	s := &Server{opts: opts, manager: manager, log: opts.Logger}
+	if opts.BodyReadTimeout <= 0 {
+		opts.BodyReadTimeout = 30 * time.Second
+	}
+	s := &Server{opts: opts, manager: manager, log: opts.Logger, proxies: opts.TrustedProxies}
 	s.metrics = newMetrics(manager)
 	if opts.RateLimit > 0 {
-		s.limiter = newLimiter(opts.RateLimit, opts.RateBurst)
+		s.limiter = newKeyedLimiter(opts.RateLimit, opts.RateBurst, defaultMaxKeys)
+	}
+	if opts.ConnectRateLimit > 0 {
+		s.connectLimiter = newKeyedLimiter(opts.ConnectRateLimit, opts.ConnectRateBurst, defaultMaxKeys)
+	}
+	if opts.UserRateLimit > 0 {
+		s.userLimiter = newKeyedLimiter(opts.UserRateLimit, opts.UserRateBurst, defaultMaxKeys)
 	}
 	s.router = httprouter.New()
 	// Browser WebSockets do not follow redirects; answer paths exactly.
@@ -93,7 +127,7 @@ func New(manager *stream.Manager, opts Options) *Server {
 		writeError(w, http.StatusMethodNotAllowed, codeMethodNotAllowed, r.Method+" is not allowed on "+r.URL.Path+"; allowed: "+w.Header().Get("Allow"))
 	})
 	s.router.PanicHandler = func(w http.ResponseWriter, r *http.Request, v any) {
-		s.log.Error("handler panic", "path", r.URL.Path, "panic", v)
+		s.log.Error("handler panic", "path", r.URL.Path, "panic", v, "request_id", requestID(r))
 		writeError(w, http.StatusInternalServerError, codeInternal, "internal error")
 	}
 
@@ -101,17 +135,18 @@ func New(manager *stream.Manager, opts Options) *Server {
 	sseHandler := &sse.Handler{
 		Manager: manager, Subscribers: subs,
 		Padding: opts.SSEPadding, Retry: time.Second, WriteTimeout: 10 * time.Second,
-		OnError: writeError, Logger: s.log,
+		OnError: writeError, OnRefused: s.refuse, ShutdownRetry: 3 * time.Second, Logger: s.log,
 	}
 	wsHandler := &ws.Handler{
 		Manager: manager, Subscribers: subs, CheckOrigin: s.originAllowed,
 		Heartbeat: opts.HeartbeatInterval, HeartbeatTimeout: opts.HeartbeatTimeout,
-		AuthTimeout: opts.AuthTimeout, ReadLimit: 64 << 10, WriteTimeout: 10 * time.Second, Logger: s.log,
+		AuthTimeout: opts.AuthTimeout, ReadLimit: 64 << 10, WriteTimeout: 10 * time.Second,
+		SlowGrace: 2 * time.Second, OnRefused: s.refuse, Compression: opts.WSCompression, Logger: s.log,
 	}
 
 	// Subscribers.
-	s.handle("GET", "/sse", s.cors(sseHandler))
-	s.handle("GET", "/ws", wsHandler)
+	s.handle("GET", "/sse", s.cors(s.admit(sseHandler)))
+	s.handle("GET", "/ws", s.admit(wsHandler))
 	// Publisher / admin REST API.
 	s.api("POST", "/api/ws/connect", s.handleConnect)
 	s.api("POST", "/api/ws/push/dashboard", s.handlePush("dashboard"))
@@ -129,9 +164,14 @@ func New(manager *stream.Manager, opts Options) *Server {
 	s.handle("GET", "/metrics", s.metrics.handler())
 	s.registerStatic()
 
-	s.handler = s.metrics.instrument(s.router)
+	s.handler = withRequestID(s.metrics.instrument(s.router))
 	return s
 }
+
+// Drain begins a shutdown: /readyz answers 503 and new subscriber
+// connections are refused with 503 and Retry-After, while REST requests in
+// flight finish.
+func (s *Server) Drain() { s.draining.Store(true) }
 
 func (s *Server) handle(method, path string, h http.Handler) {
 	s.router.Handler(method, path, tagRoute(method+" "+path, h))
@@ -149,7 +189,15 @@ func (s *Server) api(method, path string, h http.HandlerFunc) {
 }
 
 // ServeHTTP implements http.Handler.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if len(s.proxies) > 0 {
+		if addr := s.proxies.clientAddr(r); addr != r.RemoteAddr {
+			r = r.WithContext(r.Context()) // a shallow copy: never change the caller's request
+			r.RemoteAddr = addr
+		}
+	}
+	s.handler.ServeHTTP(w, r)
+}
 
 // Manager is the stream manager behind the server.
 func (s *Server) Manager() *stream.Manager { return s.manager }
@@ -195,7 +243,7 @@ func (s *Server) setCORS(w http.ResponseWriter, r *http.Request) bool {
 		h.Set("Access-Control-Allow-Origin", origin)
 		h.Add("Vary", "Origin")
 	}
-	h.Set("Access-Control-Expose-Headers", "Retry-After")
+	h.Set("Access-Control-Expose-Headers", "Retry-After, X-Request-Id")
 	return true
 }
 
@@ -213,7 +261,7 @@ func (s *Server) preflight(w http.ResponseWriter, r *http.Request) {
 	}
 	h := w.Header()
 	h.Set("Access-Control-Allow-Methods", w.Header().Get("Allow"))
-	h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, Last-Event-ID")
+	h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, Last-Event-ID, X-Request-Id")
 	h.Set("Access-Control-Max-Age", "600")
 	w.WriteHeader(http.StatusNoContent)
 }
@@ -223,9 +271,17 @@ func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
+	if s.draining.Load() {
+		writeError(w, http.StatusServiceUnavailable, codeUnavailable, "shutting down")
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
-	if err := s.manager.Store().Ping(ctx); err != nil {
+	start := time.Now()
+	err := s.manager.Store().Ping(ctx)
+	s.metrics.storeOps["ping"].Observe(time.Since(start).Seconds())
+	if err != nil {
+		s.log.Warn("store error: readiness ping failed", "err", err, "request_id", requestID(r))
 		writeError(w, http.StatusServiceUnavailable, codeUnavailable, "store unreachable")
 		return
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"sort"
@@ -29,7 +30,16 @@ type Handler struct {
 	WriteTimeout time.Duration
 	// OnError writes a JSON error before the stream starts.
 	OnError func(w http.ResponseWriter, status int, code, msg string)
-	Logger  *slog.Logger
+	// OnRefused answers a connection the manager did not admit (a limit,
+	// shutdown) or could not attach (store unavailable), before any stream
+	// byte; err is from Manager.Admit or Manager.Attach.
+	OnRefused func(w http.ResponseWriter, r *http.Request, err error)
+	// ShutdownRetry spreads reconnects after a shutdown: each stream ends
+	// with a retry: hint drawn uniformly from [ShutdownRetry/4,
+	// ShutdownRetry], so a thousand clients do not come back in the same
+	// millisecond. Zero: the stream just ends.
+	ShutdownRetry time.Duration
+	Logger        *slog.Logger
 
 	hangups hangups
 }
@@ -37,7 +47,12 @@ type Handler struct {
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	user, err := h.Subscribers.User(r)
 	if err != nil {
+		h.Manager.AuthFailed("sse", r.RemoteAddr, err)
 		h.OnError(w, http.StatusUnauthorized, "unauthorized", err.Error())
+		return
+	}
+	if err := h.Manager.Admit(user); err != nil {
+		h.OnRefused(w, r, err)
 		return
 	}
 	lastID := r.Header.Get("Last-Event-ID")
@@ -53,7 +68,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	})
 	if err := h.Manager.Attach(r.Context(), s, lastID); err != nil {
 		if !errors.Is(err, context.Canceled) {
-			h.OnError(w, http.StatusServiceUnavailable, "unavailable", "store unavailable: cannot replay the stream")
+			h.OnRefused(w, r, err)
 		}
 		return
 	}
@@ -69,7 +84,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// no goroutine at all (the session's pump runs only while writing).
 	if conn, brw, err := http.NewResponseController(w).Hijack(); err == nil {
 		_ = brw // nothing buffered to write; unread request bytes are dropped
-		c := &rawConn{ConnWriter: stream.NewConnWriter(s, conn, h.WriteTimeout), conn: conn}
+		c := &rawConn{ConnWriter: stream.NewConnWriter(s, conn, h.WriteTimeout), conn: conn, h: h}
 		abort.Store(new(c.Abort))
 		head := responseHead(r.ProtoMinor, hdr)
 		if c.Send(func(bufs net.Buffers) net.Buffers { return append(bufs, head, preamble) }) != nil {
@@ -87,7 +102,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rc := http.NewResponseController(w)
 	abort.Store(new(func() { _ = rc.SetWriteDeadline(time.Now()) }))
 	w.WriteHeader(http.StatusOK)
-	c := &writerConn{w: w, rc: rc, timeout: h.WriteTimeout, done: make(chan struct{})}
+	c := &writerConn{w: w, rc: rc, timeout: h.WriteTimeout, done: make(chan struct{}), h: h}
 	if c.write(preamble) != nil {
 		s.Close()
 		return
@@ -158,6 +173,25 @@ func frames(bufs net.Buffers, items []stream.Item) net.Buffers {
 	return bufs
 }
 
+// lastFrame is what a stream ending for r says last: a disconnect event (the
+// client must not come back), a jittered retry: hint on shutdown, else
+// nothing (a slow consumer's socket is full anyway).
+func (h *Handler) lastFrame(r stream.CloseReason) []byte {
+	switch {
+	case r.Kind == stream.CloseDisconnect:
+		return disconnectFrame(r.Reason)
+	case r.Kind == stream.CloseShutdown && h.ShutdownRetry > 0:
+		return retryFrame(h.ShutdownRetry/4 + rand.N(h.ShutdownRetry*3/4+1))
+	}
+	return nil
+}
+
+// retryFrame is an event of only a retry: field: EventSource takes the new
+// delay and dispatches nothing.
+func retryFrame(d time.Duration) []byte {
+	return []byte("retry: " + strconv.FormatInt(d.Milliseconds(), 10) + "\n\n")
+}
+
 func disconnectFrame(reason string) []byte {
 	return stream.Control{Type: stream.TypeDisconnect, Payload: map[string]string{"reason": reason}}.SSE()
 }
@@ -167,6 +201,7 @@ func disconnectFrame(reason string) []byte {
 type rawConn struct {
 	*stream.ConnWriter
 	conn    net.Conn
+	h       *Handler
 	unwatch func()
 }
 
@@ -182,8 +217,8 @@ func (c *rawConn) TryWrite(items []stream.Item) (bool, error) {
 func (c *rawConn) Finish(r stream.CloseReason) {
 	// A disconnect is announced so the client does not come back; slow
 	// consumers and restarts just see the stream end and resume.
-	if r.Kind == stream.CloseDisconnect {
-		_ = c.Send(func(bufs net.Buffers) net.Buffers { return append(bufs, disconnectFrame(r.Reason)) })
+	if last := c.h.lastFrame(r); last != nil {
+		_ = c.Send(func(bufs net.Buffers) net.Buffers { return append(bufs, last) })
 	}
 	c.unwatch()
 	_ = c.conn.Close()
@@ -196,6 +231,7 @@ type writerConn struct {
 	timeout time.Duration
 	buf     bytes.Buffer
 	done    chan struct{}
+	h       *Handler
 }
 
 func (c *writerConn) write(b []byte) error {
@@ -215,8 +251,8 @@ func (c *writerConn) Write(items []stream.Item) error {
 }
 
 func (c *writerConn) Finish(r stream.CloseReason) {
-	if r.Kind == stream.CloseDisconnect {
-		_ = c.write(disconnectFrame(r.Reason))
+	if last := c.h.lastFrame(r); last != nil {
+		_ = c.write(last)
 	}
 	close(c.done)
 }

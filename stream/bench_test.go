@@ -3,10 +3,12 @@ package stream_test
 import (
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/pushd/pushd/persist"
 	"github.com/pushd/pushd/stream"
 )
@@ -34,7 +36,15 @@ func (c *countingTransport) Finish(stream.CloseReason) {}
 func BenchmarkBroadcastFanout(b *testing.B) {
 	for _, n := range []int{100, 1000, 10000} {
 		b.Run(fmt.Sprint("subscribers=", n), func(b *testing.B) {
-			m := stream.NewManager(persist.NewMemory(stream.Retention{MaxCount: 100, TTL: time.Hour}), stream.Config{QueueLimit: 1 << 20})
+			m := stream.NewManager(persist.NewMemory(stream.Retention{MaxCount: 100, TTL: time.Hour}), stream.Config{QueueLimit: 1 << 20, Logger: slog.New(slog.DiscardHandler)})
+			// The hooks as the API installs them: the histograms' cost is
+			// part of every write.
+			toWrite := prometheus.NewHistogram(prometheus.HistogramOpts{Name: "w", Buckets: prometheus.ExponentialBuckets(0.00025, 2, 17)})
+			storeOps := prometheus.NewHistogram(prometheus.HistogramOpts{Name: "s", Buckets: prometheus.ExponentialBuckets(0.00025, 2, 17)})
+			m.SetObserver(stream.Observer{
+				PublishToWrite: func(d time.Duration) { toWrite.Observe(d.Seconds()) },
+				StoreOperation: func(_ stream.StoreOp, d time.Duration) { storeOps.Observe(d.Seconds()) },
+			})
 			tr := &countingTransport{}
 			for i := range n {
 				s := m.NewSession(fmt.Sprint("u", i), "bench", "", "")

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -20,8 +21,9 @@ type ConnWriter struct {
 	raw      syscall.RawConn // nil when conn has no descriptor (TLS)
 	timeout  time.Duration
 	s        *Session
-	deadline time.Time   // in force
-	pending  net.Buffers // what a TrySend left unwritten, sent first next
+	deadline time.Time    // in force
+	pending  net.Buffers  // what a TrySend left unwritten, sent first next
+	grace    atomic.Int64 // AbortAfter's delay, for writes begun after it
 }
 
 // NewConnWriter returns a writer of s's frames to conn; one write may block
@@ -179,7 +181,8 @@ func (w *ConnWriter) write(bufs net.Buffers) error {
 	if w.s.CloseReason().Kind == CloseSlow {
 		// Cut off while this write was being prepared: Abort may have run
 		// before the deadline above replaced its own.
-		w.Abort()
+		w.deadline = time.Now().Add(time.Duration(w.grace.Load()))
+		_ = w.conn.SetWriteDeadline(w.deadline)
 	}
 	if len(bufs) == 1 {
 		_, err := w.conn.Write(bufs[0]) // write(2): cheaper than a one-element writev
@@ -191,4 +194,12 @@ func (w *ConnWriter) write(bufs net.Buffers) error {
 
 // Abort makes a write blocked on a peer that does not read fail at once.
 // Safe from any goroutine (the session's OnEnd hook).
-func (w *ConnWriter) Abort() { _ = w.conn.SetWriteDeadline(time.Now()) }
+func (w *ConnWriter) Abort() { w.AbortAfter(0) }
+
+// AbortAfter makes a write blocked on a peer that does not read fail after
+// d: time for the frame in flight to end, so a close frame can follow it.
+// Safe from any goroutine.
+func (w *ConnWriter) AbortAfter(d time.Duration) {
+	w.grace.Store(int64(d))
+	_ = w.conn.SetWriteDeadline(time.Now().Add(d))
+}

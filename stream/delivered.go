@@ -22,6 +22,10 @@ type cursorShard struct {
 	mu    sync.Mutex
 	users map[string]*cursorEntry // connected users (and unflushed ones)
 	dirty []string                // users whose entry is dirty, for the flush
+	// written counts stored messages written to connections, by transport
+	// (pushd_deliveries_total): kept here, under the lock every write
+	// takes anyway, instead of in one atomic all writers would contend on.
+	written [numTransports]uint64
 }
 
 // markDirty records e (of user) as changed since the last flush (sh.mu held).
@@ -77,9 +81,11 @@ func (m *Manager) seedCursor(user string, seq uint64) uint64 {
 }
 
 // noteDelivered advances user's cursor to top after items were written; sh
-// is the user's shard (the session keeps it, saving a hash per write).
-func (m *Manager) noteDelivered(sh *cursorShard, user string, items []Item, top uint64) {
+// is the user's shard (the session keeps it, saving a hash per write); it
+// also counts the written messages of transport tr.
+func (m *Manager) noteDelivered(sh *cursorShard, user string, items []Item, top uint64, tr, written int) {
 	sh.mu.Lock()
+	sh.written[tr] += uint64(written)
 	e := sh.entry(user)
 	if top <= e.seq {
 		sh.mu.Unlock()
@@ -147,9 +153,12 @@ func (m *Manager) flushCursors() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := m.store.MarkDelivered(ctx, batch); err != nil {
+	start := time.Now()
+	err := m.store.MarkDelivered(ctx, batch)
+	m.timeStore(OpMarkDelivered, start)
+	if err != nil {
 		m.flushErrors.Add(1)
-		m.log.Warn("writing delivered cursors failed; will retry", "err", err, "users", len(batch))
+		m.log.Warn("store error: writing delivered cursors failed; will retry", "err", err, "users", len(batch))
 		for _, d := range batch {
 			sh := m.cur.shard(d.UserID)
 			sh.mu.Lock()
@@ -160,4 +169,18 @@ func (m *Manager) flushCursors() {
 			sh.mu.Unlock()
 		}
 	}
+}
+
+// written sums the shards' counts of messages written, by transport.
+func (t *cursorTable) written() [numTransports]uint64 {
+	var sum [numTransports]uint64
+	for i := range t.shards {
+		sh := &t.shards[i]
+		sh.mu.Lock()
+		for tr, n := range sh.written {
+			sum[tr] += n
+		}
+		sh.mu.Unlock()
+	}
+	return sum
 }

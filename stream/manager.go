@@ -27,7 +27,12 @@ type Config struct {
 	// non-blocking; a full socket is left to its own pump). Default
 	// GOMAXPROCS.
 	Writers int
-	Logger  *slog.Logger
+	// MaxConnections bounds the sessions of this node (0 = no limit);
+	// MaxConnectionsPerUser bounds one user's (0 = no limit). Past either,
+	// Attach refuses with ErrNodeFull or ErrUserFull.
+	MaxConnections        int
+	MaxConnectionsPerUser int
+	Logger                *slog.Logger
 }
 
 // Manager owns every session of this node, replays streams on connect and
@@ -40,6 +45,9 @@ type Manager struct {
 	mu    sync.RWMutex
 	users map[string]*userSessions
 	byTr  map[string]int
+	total int // registered sessions
+	// closing is set by Shutdown: no session is registered after it.
+	closing bool
 
 	cur       *cursorTable
 	flushes   atomic.Uint64 // flushCursors calls
@@ -55,6 +63,8 @@ type Manager struct {
 	dispatched  atomic.Uint64
 	deliveredN  atomic.Uint64
 	flushErrors atomic.Uint64
+	counters    counters
+	observer    atomic.Pointer[Observer]
 }
 
 type userSessions struct {
@@ -104,7 +114,10 @@ func (m *Manager) Store() Store { return m.store }
 // sessions follows through the store's feed. Nothing is acknowledged that was
 // not stored.
 func (m *Manager) Publish(ctx context.Context, drafts []Draft) ([]*Message, error) {
-	return m.store.Append(ctx, drafts)
+	start := time.Now()
+	msgs, err := m.store.Append(ctx, drafts)
+	m.timeStore(OpAppend, start)
+	return msgs, err
 }
 
 // NewSession creates a session that is not yet attached.
@@ -121,8 +134,14 @@ func (m *Manager) NewSession(userID, transport, remoteAddr, userAgent string) *S
 	}, m.cfg.QueueLimit)
 }
 
-func (m *Manager) register(s *Session) {
+// register adds s to its user's sessions unless a limit or Shutdown refuses
+// it.
+func (m *Manager) register(s *Session) error {
 	m.mu.Lock()
+	if err := m.admitLocked(s.Info.UserID); err != nil {
+		m.mu.Unlock()
+		return err
+	}
 	us := m.users[s.Info.UserID]
 	if us == nil {
 		us = &userSessions{sessions: make(map[*Session]struct{})}
@@ -130,7 +149,9 @@ func (m *Manager) register(s *Session) {
 	}
 	us.sessions[s] = struct{}{}
 	m.byTr[s.Info.Transport]++
+	m.total++
 	m.mu.Unlock()
+	return nil
 }
 
 func (m *Manager) detach(s *Session) {
@@ -140,6 +161,7 @@ func (m *Manager) detach(s *Session) {
 		if _, ok := us.sessions[s]; ok {
 			delete(us.sessions, s)
 			m.byTr[s.Info.Transport]--
+			m.total--
 			if len(us.sessions) == 0 {
 				delete(m.users, s.Info.UserID)
 			}
@@ -156,6 +178,10 @@ func (m *Manager) detach(s *Session) {
 // session's messages at once, so a busy node writes several messages per
 // syscall instead of one.
 func (m *Manager) dispatch(batch []*Message) {
+	acked := monoNow()
+	for _, msg := range batch {
+		msg.acked.Store(acked)
+	}
 	var slow []*Session
 	wp := wakePool.Get().(*[]*Session)
 	wake := (*wp)[:0]
@@ -262,7 +288,6 @@ func hasBroadcast(batch []*Message) bool {
 func (m *Manager) kickSlow(s *Session) {
 	if s.end(CloseReason{Kind: CloseSlow, Reason: "too slow"}) {
 		m.slowKicks.Add(1)
-		m.log.Info("slow consumer disconnected", "user", s.Info.UserID, "connection", s.Info.ID, "transport", s.Info.Transport)
 	}
 	m.detach(s)
 }
@@ -340,15 +365,20 @@ func (m *Manager) Metrics() Metrics {
 
 // Shutdown ends every session (they reconnect and resume elsewhere or later)
 // and writes the delivered cursors.
+//
+// No session is admitted once it has begun (Attach returns ErrShuttingDown),
+// so a client reconnecting at once is refused instead of being registered
+// after the sessions to end were collected, and then waited for.
 func (m *Manager) Shutdown(ctx context.Context) {
-	m.mu.RLock()
+	m.mu.Lock()
+	m.closing = true
 	var all []*Session
 	for _, us := range m.users {
 		for s := range us.sessions {
 			all = append(all, s)
 		}
 	}
-	m.mu.RUnlock()
+	m.mu.Unlock()
 	for _, s := range all {
 		s.end(CloseReason{Kind: CloseShutdown, Reason: "server shutting down"})
 		m.detach(s)

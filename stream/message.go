@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"strconv"
 	"sync"
+	"sync/atomic"
+	"time"
 )
 
 // Stored message types (CONTRACT §3): they get an event id and are replayable.
@@ -51,6 +53,10 @@ type Message struct {
 	Key       string
 	Payload   json.RawMessage
 	Timestamp int64
+
+	// acked is when the feed handed the message to this node's dispatcher
+	// (monoNow), the start of pushd_publish_to_write_seconds.
+	acked atomic.Int64
 
 	once sync.Once
 	json []byte
@@ -181,3 +187,9 @@ func appendSSE(b []byte, id, typ string, envelope []byte) []byte {
 	b = append(b, envelope...)
 	return append(b, '\n', '\n')
 }
+
+// monoStart anchors monoNow: nanoseconds on the monotonic clock, immune to
+// wall-clock steps.
+var monoStart = time.Now()
+
+func monoNow() int64 { return int64(time.Since(monoStart)) }

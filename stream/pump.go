@@ -1,5 +1,11 @@
 package stream
 
+import (
+	"errors"
+	"os"
+	"time"
+)
+
 // Transport is a connection that Session.Start drives.
 //
 // Sessions started with a Transport need no goroutine while idle: when
@@ -35,6 +41,9 @@ type transportBox struct{ t Transport }
 // pump. Call it after Attach.
 func (s *Session) Start(t Transport) {
 	s.m.live.Add(1)
+	s.startedAt = time.Now()
+	s.m.counters.connects[s.tr].Add(1)
+	s.m.log.Info("connect", "user", s.Info.UserID, "connection", s.Info.ID, "transport", s.Info.Transport, "remote", s.Info.RemoteAddr)
 	s.transport.Store(&transportBox{t})
 	s.schedule()
 }
@@ -78,8 +87,7 @@ func (s *Session) writeNow() {
 	}
 	complete, err := iw.TryWrite(items)
 	if err != nil {
-		s.end(CloseReason{Kind: ClosePeer, Reason: err.Error()})
-		s.m.detach(s)
+		s.writeFailed(err)
 		// Finish may write a close frame (up to its own deadline): not on
 		// the dispatcher's goroutine.
 		go s.finish(iw, s.CloseReason())
@@ -133,8 +141,7 @@ func (s *Session) pump() {
 			return
 		}
 		if err := t.Write(items); err != nil {
-			s.end(CloseReason{Kind: ClosePeer, Reason: err.Error()})
-			s.m.detach(s)
+			s.writeFailed(err)
 			s.finish(t, s.CloseReason())
 			return
 		}
@@ -151,5 +158,27 @@ func (s *Session) pump() {
 func (s *Session) finish(t Transport, r CloseReason) {
 	s.m.detach(s)
 	t.Finish(r)
+	reason := reasonIndex(r.Kind)
+	s.m.counters.disconnects[reason].Add(1)
+	attrs := []any{"user", s.Info.UserID, "connection", s.Info.ID, "transport", s.Info.Transport, "remote", s.Info.RemoteAddr,
+		"reason", DisconnectReasons[reason], "duration", time.Since(s.startedAt).Round(time.Millisecond)}
+	if r.Kind == ClosePeer && r.Reason != peerClosed {
+		attrs = append(attrs, "err", r.Reason) // a failed write: a delivery error
+	}
+	s.m.log.Info("disconnect", attrs...)
 	s.m.live.Done()
+}
+
+// writeFailed ends the session after a failed write: a write that timed out
+// met a peer that does not read (a slow consumer); any other error is the
+// peer gone.
+func (s *Session) writeFailed(err error) {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		if s.end(CloseReason{Kind: CloseSlow, Reason: "write timed out"}) {
+			s.m.slowKicks.Add(1)
+		}
+	} else {
+		s.end(CloseReason{Kind: ClosePeer, Reason: err.Error()})
+	}
+	s.m.detach(s)
 }

@@ -3,6 +3,7 @@ package stream
 import (
 	"context"
 	"fmt"
+	"time"
 )
 
 // Attach registers s and fills its queue with what the client missed, then
@@ -21,7 +22,8 @@ import (
 // from the user's delivered cursor). A reset event precedes the replay when
 // history the client had not seen is gone (CONTRACT §4.4). On a store error
 // the session is closed and the error returned (wrapping ErrUnavailable when
-// the store is down).
+// the store is down); a session over a limit, or one arriving during
+// Shutdown, is refused with an admission error (admission.go).
 func (m *Manager) Attach(ctx context.Context, s *Session, lastEventID string) error {
 	user := s.Info.UserID
 	s.push(Control{Type: TypeConnected, Payload: map[string]any{
@@ -31,10 +33,14 @@ func (m *Manager) Attach(ctx context.Context, s *Session, lastEventID string) er
 		"serverTime":        NowMillis(),
 		"heartbeatInterval": m.cfg.HeartbeatInterval.Milliseconds(),
 	}})
-	m.register(s)
+	if err := m.register(s); err != nil {
+		s.end(CloseReason{Kind: CloseShutdown, Reason: err.Error()})
+		return err
+	}
 	if err := m.replay(ctx, s, lastEventID); err != nil {
 		s.end(CloseReason{Kind: CloseShutdown, Reason: "store unavailable"})
 		m.detach(s)
+		m.log.Warn("store error: replay failed", "user", user, "connection", s.Info.ID, "err", err)
 		return fmt.Errorf("replay for %s: %w", user, err)
 	}
 	s.goLive()
@@ -43,7 +49,9 @@ func (m *Manager) Attach(ctx context.Context, s *Session, lastEventID string) er
 
 func (m *Manager) replay(ctx context.Context, s *Session, lastEventID string) error {
 	user := s.Info.UserID
+	start := time.Now()
 	cursor, known, err := m.store.DeliveredCursor(ctx, user)
+	m.timeStore(OpDeliveredCursor, start)
 	if err != nil {
 		return err
 	}
@@ -55,9 +63,12 @@ func (m *Manager) replay(ctx context.Context, s *Session, lastEventID string) er
 	after := cursor
 	reset := ""
 	if !offline {
+		m.counters.replays.Add(1)
 		seq, ok := ParseID(m.store.Epoch(), lastEventID)
 		if ok {
+			start := time.Now()
 			head, err := m.store.Head(ctx)
+			m.timeStore(OpHead, start)
 			if err != nil {
 				return err
 			}
@@ -82,10 +93,13 @@ func (m *Manager) replay(ctx context.Context, s *Session, lastEventID string) er
 			return nil // cut off meanwhile (slow or disconnected)
 		default:
 		}
+		start := time.Now()
 		msgs, trimmed, err := m.store.ReadStream(ctx, user, after, m.cfg.ReplayPage)
+		m.timeStore(OpReadStream, start)
 		if err != nil {
 			return err
 		}
+		m.counters.replayed.Add(uint64(len(msgs)))
 		if first {
 			// A user never delivered anything starts at the oldest kept
 			// message: nothing of "its" history was lost.
@@ -94,6 +108,7 @@ func (m *Manager) replay(ctx context.Context, s *Session, lastEventID string) er
 			}
 			if reset != "" {
 				s.push(Control{Type: TypeReset, Payload: map[string]string{"reason": reset}})
+				m.counters.resets[resetIndex(reset)].Add(1)
 			}
 		}
 		for _, msg := range msgs {
@@ -104,4 +119,11 @@ func (m *Manager) replay(ctx context.Context, s *Session, lastEventID string) er
 			return nil
 		}
 	}
+}
+
+func resetIndex(reason string) int {
+	if reason == ResetReasons[0] {
+		return 0
+	}
+	return 1
 }

@@ -3,6 +3,7 @@ package stream
 import (
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Item is one queued outbound event: a stored message or a control event
@@ -28,6 +29,8 @@ const (
 	CloseShutdown
 	// ClosePeer: the transport saw the peer go away (or fail).
 	ClosePeer
+	// CloseTimeout: the peer was silent past the heartbeat timeout.
+	CloseTimeout
 )
 
 // CloseReason is why a session ended.
@@ -62,11 +65,16 @@ type Session struct {
 	closed    CloseReason
 
 	limit   int
+	tr      int          // transport index of the counters
 	cursors *cursorShard // the user's shard of the delivered cursors
-	onEnd   func(CloseReason)
-	ready   chan struct{}
-	done    chan struct{}
-	m       *Manager
+	// liveFrom is the last Seq queued by the replay (set before Start):
+	// only messages above it are timed from acknowledgement to write.
+	liveFrom  uint64
+	startedAt time.Time
+	onEnd     func(CloseReason)
+	ready     chan struct{}
+	done      chan struct{}
+	m         *Manager
 
 	// Set by Start: the session then writes through an on-demand pump
 	// (pump.go) instead of signalling Ready.
@@ -81,6 +89,7 @@ func newSession(m *Manager, info SessionInfo, limit int) *Session {
 	return &Session{
 		Info:      info,
 		limit:     limit,
+		tr:        transportIndex(info.Transport),
 		cursors:   m.cur.shard(info.UserID),
 		replaying: true,
 		ready:     make(chan struct{}, 1),
@@ -181,13 +190,27 @@ func (s *Session) appendLocked(it Item) {
 // the user's delivered cursor can advance.
 func (s *Session) Written(items []Item) {
 	var last uint64
+	var acked int64 // of the oldest live message written
+	n := 0
 	for _, it := range items {
 		if it.Msg != nil {
+			n++
 			last = max(last, it.Msg.Seq)
+			if acked == 0 && it.Msg.Seq > s.liveFrom {
+				acked = it.Msg.acked.Load()
+			}
 		}
 	}
-	if last > 0 {
-		s.m.noteDelivered(s.cursors, s.Info.UserID, items, last)
+	if last == 0 {
+		return
+	}
+	s.m.noteDelivered(s.cursors, s.Info.UserID, items, last, s.tr, n)
+	if acked != 0 {
+		// One observation per write, of its oldest live message: the
+		// histogram costs a clock read per write, not per message.
+		if o := s.m.observer.Load(); o != nil && o.PublishToWrite != nil {
+			o.PublishToWrite(time.Duration(monoNow() - acked))
+		}
 	}
 }
 
@@ -261,6 +284,7 @@ func (s *Session) goLive() {
 	held := s.held
 	s.held = nil
 	s.replaying = false
+	s.liveFrom = s.lastSeq
 	overflow := false
 	for _, msg := range held {
 		if !s.enqueueLive(msg) {
@@ -357,6 +381,17 @@ func (s *Session) end(r CloseReason) bool {
 // Close ends the session from the transport side (the peer went away) and
 // unregisters it. Safe to call more than once.
 func (s *Session) Close() {
-	s.end(CloseReason{Kind: ClosePeer, Reason: "peer closed"})
+	s.end(CloseReason{Kind: ClosePeer, Reason: peerClosed})
 	s.m.detach(s)
 }
+
+// TimedOut ends the session because the peer was silent past the heartbeat
+// timeout, and unregisters it.
+func (s *Session) TimedOut() {
+	s.end(CloseReason{Kind: CloseTimeout, Reason: "heartbeat timeout"})
+	s.m.detach(s)
+}
+
+// peerClosed is the reason of a session the peer ended; any other ClosePeer
+// reason is the error of a failed write.
+const peerClosed = "peer closed"

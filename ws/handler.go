@@ -42,7 +42,18 @@ type Handler struct {
 	// ReadLimit is the largest client frame; larger ones close with 1008.
 	ReadLimit    int64
 	WriteTimeout time.Duration
-	Logger       *slog.Logger
+	// SlowGrace is how long a write in flight may still take once the
+	// connection is cut off as too slow, so the frame it carries can end
+	// and the 4002 close frame follow (instead of a frame cut in the
+	// middle, which the peer can only see as 1006).
+	SlowGrace time.Duration
+	// OnRefused answers, before the upgrade, a connection the manager does
+	// not admit (err from Manager.Admit).
+	OnRefused func(w http.ResponseWriter, r *http.Request, err error)
+	// Compression offers permessage-deflate (no context takeover); stored
+	// messages are then deflated once each and shared (deflate.go).
+	Compression bool
+	Logger      *slog.Logger
 
 	once     sync.Once
 	upgrader websocket.Upgrader
@@ -54,8 +65,9 @@ func (h *Handler) init() {
 		WriteBufferSize: 256, // used only for handshake-time close frames
 		// Taken from the pool for those writes only, so an idle
 		// connection holds no write buffer.
-		WriteBufferPool: &sync.Pool{},
-		CheckOrigin:     h.CheckOrigin,
+		WriteBufferPool:   &sync.Pool{},
+		CheckOrigin:       h.CheckOrigin,
+		EnableCompression: h.Compression,
 		Error: func(w http.ResponseWriter, r *http.Request, status int, reason error) {
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(status)
@@ -75,13 +87,51 @@ type clientFrame struct {
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.once.Do(h.init)
-	conn, err := h.upgrader.Upgrade(w, r, nil)
+	// A user known from the URL is held to the limits before the upgrade,
+	// so a refusal is a plain HTTP answer; a bad token is still refused
+	// after it, with a close code a browser can read.
+	early, authErr := "", error(nil)
+	if tok := auth.FromRequest(r); tok != "" || !h.Subscribers.Required {
+		early, authErr = h.Subscribers.UserFromToken(tok, r)
+		if authErr == nil {
+			if err := h.Manager.Admit(early); err != nil {
+				h.OnRefused(w, r, err)
+				return
+			}
+		}
+	}
+	var rec *handshakeRecorder
+	if h.Compression {
+		rec = &handshakeRecorder{ResponseWriter: w}
+		w = rec
+	}
+	var hdr http.Header
+	if id := w.Header().Get("X-Request-Id"); id != "" {
+		hdr = http.Header{"X-Request-Id": {id}} // gorilla writes only the headers it is given
+	}
+	conn, err := h.upgrader.Upgrade(w, r, hdr)
 	if err != nil {
 		return // the upgrader answered
 	}
 	c := &wsConn{h: h, conn: conn, raw: conn.UnderlyingConn()}
-	user, ok := c.authenticate(r)
-	if !ok {
+	if rec != nil {
+		c.raw, c.deflate = rec.raw(), rec.deflate()
+	}
+	user := early
+	switch {
+	case authErr != nil:
+	case user == "":
+		user, authErr = c.authenticate(r)
+		if authErr == nil {
+			authErr = h.Manager.Admit(user)
+			if authErr != nil {
+				c.refuse(authErr)
+				return
+			}
+		}
+	}
+	if authErr != nil {
+		h.Manager.AuthFailed("ws", r.RemoteAddr, authErr)
 		c.closeNow(CodeUnauthorized, "unauthorized")
 		return
 	}
@@ -89,11 +139,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.s, c.w = s, stream.NewConnWriter(s, c.raw, h.WriteTimeout)
 	s.OnEnd(func(reason stream.CloseReason) {
 		if reason.Kind == stream.CloseSlow {
-			c.w.Abort() // unblock a write stuck on a peer that does not read
+			// Let the write stuck on a peer that does not read finish its
+			// frame within the grace, then Finish sends 4002.
+			c.w.AbortAfter(h.SlowGrace)
 		}
 	})
 	if err := h.Manager.Attach(r.Context(), s, r.URL.Query().Get("lastEventId")); err != nil {
-		c.closeNow(CodeTryAgain, "store unavailable")
+		c.refuse(err)
 		return
 	}
 	c.installHandlers()
@@ -109,6 +161,9 @@ type wsConn struct {
 	raw  net.Conn
 	s    *stream.Session
 	w    *stream.ConnWriter
+	// deflate: permessage-deflate was agreed; stored messages go out
+	// compressed.
+	deflate bool
 	// closeCode, when set, is the close frame Finish sends for a session
 	// that ended from the peer's side (echo of its close, or 1008).
 	closeCode atomic.Int32
@@ -121,27 +176,48 @@ func (c *wsConn) closeNow(code int, text string) {
 	_ = c.conn.Close()
 }
 
-// authenticate returns the user from the URL token, or waits for an auth
-// message when the URL has none and a token is required.
-func (c *wsConn) authenticate(r *http.Request) (string, bool) {
-	tok := auth.FromRequest(r)
-	if tok == "" && c.h.Subscribers.Required {
-		_ = c.conn.SetReadDeadline(time.Now().Add(c.h.AuthTimeout))
-		data, err := c.readFrame()
-		if err != nil {
-			return "", false
-		}
-		var f clientFrame
-		var p struct {
-			Token string `json:"token"`
-		}
-		if json.Unmarshal(data, &f) != nil || f.Type != "auth" || json.Unmarshal(f.Payload, &p) != nil || p.Token == "" {
-			return "", false
-		}
-		tok = p.Token
+// refuse closes a socket whose session was not admitted after the upgrade
+// (auth message, or a limit reached meanwhile): 1012 during shutdown, else
+// 1013 try again later.
+func (c *wsConn) refuse(err error) {
+	switch {
+	case errors.Is(err, stream.ErrShuttingDown):
+		c.closeNow(CodeRestart, "server restarting")
+	case errors.Is(err, stream.ErrUserFull), errors.Is(err, stream.ErrNodeFull):
+		c.closeNow(CodeTryAgain, err.Error())
+	default:
+		c.closeNow(CodeTryAgain, "store unavailable")
 	}
-	user, err := c.h.Subscribers.UserFromToken(tok, r)
-	return user, err == nil
+}
+
+var errNoAuthMessage = errors.New("no auth message within the auth timeout")
+
+// authenticate waits for the auth message of a socket whose URL carries no
+// token, and returns its user.
+func (c *wsConn) authenticate(r *http.Request) (string, error) {
+	_ = c.conn.SetReadDeadline(time.Now().Add(c.h.AuthTimeout))
+	data, err := c.readFrame()
+	if err != nil {
+		return "", errNoAuthMessage
+	}
+	tok, err := ParseAuthFrame(data)
+	if err != nil {
+		return "", err
+	}
+	return c.h.Subscribers.UserFromToken(tok, r)
+}
+
+// ParseAuthFrame returns the token of a client's first frame
+// {"type":"auth","payload":{"token":"…"}}.
+func ParseAuthFrame(data []byte) (string, error) {
+	var f clientFrame
+	var p struct {
+		Token string `json:"token"`
+	}
+	if json.Unmarshal(data, &f) != nil || f.Type != "auth" || json.Unmarshal(f.Payload, &p) != nil || p.Token == "" {
+		return "", errors.New(`first frame is not {"type":"auth","payload":{"token":…}}`)
+	}
+	return p.Token, nil
 }
 
 var (
@@ -204,35 +280,51 @@ func (c *wsConn) readLoop() {
 			continue
 		}
 		if err != nil {
-			if errors.Is(err, errTooBig) {
+			var ne net.Error
+			switch {
+			case errors.Is(err, errTooBig):
 				c.setClose(CodePolicy, "frame over the read limit")
+				c.s.Close()
+			case errors.As(err, &ne) && ne.Timeout():
+				c.s.TimedOut()
+			default:
+				c.s.Close()
 			}
-			c.s.Close()
 			c.awaitFinish()
 			return
 		}
 		_ = c.conn.SetReadDeadline(c.deadline())
-		var f clientFrame
-		if err := json.Unmarshal(data, &f); err != nil || f.Type == "" {
-			c.reply(`malformed frame: want {"type":…,"payload":…}`)
+		clientTime, problem := parseClientFrame(data)
+		if problem != "" {
+			c.reply(problem)
 			continue
 		}
-		switch f.Type {
-		case stream.TypeHeartbeat:
-			var p struct {
-				ClientTime int64 `json:"clientTime"`
-			}
-			if len(f.Payload) > 0 && json.Unmarshal(f.Payload, &p) != nil {
-				c.reply("malformed heartbeat payload")
-				continue
-			}
-			c.s.Heartbeat(p.ClientTime)
-		case "auth":
-			c.reply("already authenticated")
-		default:
-			b, _ := json.Marshal(f.Type)
-			c.reply("unknown message type " + string(b))
+		c.s.Heartbeat(clientTime)
+	}
+}
+
+// parseClientFrame reads a frame of an authenticated client: a heartbeat
+// returns its clientTime (0 when absent); anything else returns the problem
+// the error frame reports.
+func parseClientFrame(data []byte) (clientTime int64, problem string) {
+	var f clientFrame
+	if err := json.Unmarshal(data, &f); err != nil || f.Type == "" {
+		return 0, `malformed frame: want {"type":…,"payload":…}`
+	}
+	switch f.Type {
+	case stream.TypeHeartbeat:
+		var p struct {
+			ClientTime int64 `json:"clientTime"`
 		}
+		if len(f.Payload) > 0 && json.Unmarshal(f.Payload, &p) != nil {
+			return 0, "malformed heartbeat payload"
+		}
+		return p.ClientTime, ""
+	case "auth":
+		return 0, "already authenticated"
+	default:
+		b, _ := json.Marshal(f.Type)
+		return 0, "unknown message type " + string(b)
 	}
 }
 
@@ -261,20 +353,26 @@ func textFrame(payload []byte) []byte {
 // Write implements stream.Transport: every queued item in one writev, each
 // stored message's frame shared with every other connection that delivers it.
 func (c *wsConn) Write(items []stream.Item) error {
-	return c.w.Send(func(bufs net.Buffers) net.Buffers { return appendFrames(bufs, items) })
+	return c.w.Send(func(bufs net.Buffers) net.Buffers { return appendFrames(bufs, items, c.deflate) })
 }
 
 // TryWrite implements stream.InlineWriter.
 func (c *wsConn) TryWrite(items []stream.Item) (bool, error) {
-	return c.w.TrySend(func(bufs net.Buffers) net.Buffers { return appendFrames(bufs, items) })
+	return c.w.TrySend(func(bufs net.Buffers) net.Buffers { return appendFrames(bufs, items, c.deflate) })
 }
 
-func appendFrames(bufs net.Buffers, items []stream.Item) net.Buffers {
+// appendFrames lists the frames of items; with deflate, stored messages use
+// their shared compressed frame (control events stay plain, as the
+// extension allows per message).
+func appendFrames(bufs net.Buffers, items []stream.Item, deflate bool) net.Buffers {
 	// Control frames' headers (at most 10 bytes each) go in hdrs, sized on
 	// first use for all items so the slices taken from it stay valid.
 	var hdrs []byte
 	for _, it := range items {
 		switch {
+		case it.Msg != nil && deflate:
+			bufs = append(bufs, it.Msg.Encoding(deflateSlot, deflateFrame))
+			continue
 		case it.Msg != nil:
 			bufs = append(bufs, it.Msg.Encoding(frameSlot, textFrame))
 			continue

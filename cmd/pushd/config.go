@@ -7,10 +7,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/netip"
 	"net/url"
 	"os"
 	"strings"
 	"time"
+
+	"github.com/pushd/pushd/api"
 )
 
 // config is every flag of CONTRACT §1 plus pushd's own additions; each flag
@@ -34,16 +37,29 @@ type config struct {
 	PublicURL         string
 	SSEPadding        int
 	// Additions beyond the contract's table.
-	TokenTTL     time.Duration
-	SendQueue    int
-	Writers      int
-	RateLimit    float64
-	RateBurst    int
-	DemoUser     string
-	LogLevel     string
-	PprofAddr    string
-	generatedKey bool
-	generatedJWT bool
+	TokenTTL  time.Duration
+	SendQueue int
+	Writers   int
+	RateLimit float64
+	RateBurst int
+	DemoUser  string
+	LogLevel  string
+	PprofAddr string
+	// Operations (CONTRACT §9).
+	LogFormat             string
+	MaxConnections        int
+	MaxConnectionsPerUser int
+	ConnectRateLimit      float64
+	ConnectRateBurst      int
+	UserRateLimit         float64
+	UserRateBurst         int
+	TrustedProxies        string
+	ShutdownTimeout       time.Duration
+	ReadHeaderTimeout     time.Duration
+	WSCompression         bool
+	proxies               []netip.Prefix
+	generatedKey          bool
+	generatedJWT          bool
 }
 
 func newFlagSet(c *config) *flag.FlagSet {
@@ -75,6 +91,17 @@ func newFlagSet(c *config) *flag.FlagSet {
 	fs.StringVar(&c.DemoUser, "demo-user", "demo", "user of the demo dashboard link printed at start; empty = print none")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.PprofAddr, "pprof-addr", "", "serve net/http/pprof on this separate address (e.g. 127.0.0.1:6060); empty = off")
+	fs.StringVar(&c.LogFormat, "log-format", "text", "text or json")
+	fs.IntVar(&c.MaxConnections, "max-connections", 0, "subscriber connections this node holds; past it 503 with Retry-After; 0 = no limit")
+	fs.IntVar(&c.MaxConnectionsPerUser, "max-connections-per-user", 100, "live connections of one user on this node; past it 429; 0 = no limit")
+	fs.Float64Var(&c.ConnectRateLimit, "connect-rate-limit", 0, "new subscriber connections per second per client address; past it 429 with Retry-After; 0 = off")
+	fs.IntVar(&c.ConnectRateBurst, "connect-rate-burst", 0, "burst allowed above --connect-rate-limit (default: one second's worth)")
+	fs.Float64Var(&c.UserRateLimit, "user-rate-limit", 0, "messages per second published to one user (broadcasts aside); past it 429 with Retry-After; 0 = off")
+	fs.IntVar(&c.UserRateBurst, "user-rate-burst", 0, "burst allowed above --user-rate-limit (default: one second's worth)")
+	fs.StringVar(&c.TrustedProxies, "trusted-proxies", "", "comma-separated CIDRs whose X-Forwarded-For names the client (rate limits, remoteAddr)")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "on SIGTERM/SIGINT: time to end streams and finish requests in flight before exiting")
+	fs.BoolVar(&c.WSCompression, "ws-compression", false, "offer permessage-deflate on /ws (stored messages compressed once each, shared by every connection)")
+	fs.DurationVar(&c.ReadHeaderTimeout, "read-header-timeout", 10*time.Second, "a connection must send its request headers within this time")
 	return fs
 }
 
@@ -122,6 +149,7 @@ func (c *config) validate() error {
 	positive := map[string]time.Duration{
 		"--heartbeat-interval": c.HeartbeatInterval, "--heartbeat-timeout": c.HeartbeatTimeout,
 		"--offline-ttl": c.OfflineTTL, "--auth-timeout": c.AuthTimeout, "--token-ttl": c.TokenTTL,
+		"--shutdown-timeout": c.ShutdownTimeout, "--read-header-timeout": c.ReadHeaderTimeout,
 	}
 	for name, d := range positive {
 		if d <= 0 {
@@ -143,6 +171,16 @@ func (c *config) validate() error {
 		return fmt.Errorf("--fanout-writers must not be negative, got %d", c.Writers)
 	case c.RateLimit < 0 || c.RateBurst < 0:
 		return errors.New("--rate-limit and --rate-burst must not be negative")
+	case c.MaxConnections < 0:
+		return fmt.Errorf("--max-connections must not be negative, got %d", c.MaxConnections)
+	case c.MaxConnectionsPerUser < 0:
+		return fmt.Errorf("--max-connections-per-user must not be negative, got %d", c.MaxConnectionsPerUser)
+	case c.ConnectRateLimit < 0 || c.ConnectRateBurst < 0:
+		return errors.New("--connect-rate-limit and --connect-rate-burst must not be negative")
+	case c.UserRateLimit < 0 || c.UserRateBurst < 0:
+		return errors.New("--user-rate-limit and --user-rate-burst must not be negative")
+	case c.LogFormat != "text" && c.LogFormat != "json":
+		return fmt.Errorf("--log-format must be text or json, got %q", c.LogFormat)
 	case (c.TLSCert == "") != (c.TLSKey == ""):
 		return errors.New("--tls-cert and --tls-key go together")
 	case c.Addr == "":
@@ -175,6 +213,11 @@ func (c *config) validate() error {
 	default:
 		return fmt.Errorf("--log-level must be debug, info, warn or error, got %q", c.LogLevel)
 	}
+	proxies, err := api.ParseTrustedProxies(c.TrustedProxies)
+	if err != nil {
+		return err
+	}
+	c.proxies = proxies
 	if c.APIKey == "" {
 		c.APIKey, c.generatedKey = randomSecret(), true
 	}

@@ -9,9 +9,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
-	"os/exec"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -735,7 +732,7 @@ func TestDBPushRelayKilled(t *testing.T) {
 	for i := 0; i < backlog; i += 10000 {
 		pgExec(t, db, fmt.Sprintf(`INSERT INTO rows SELECT g, 'kim' FROM generate_series(%d, %d) g`, i+1, i+10000))
 	}
-	victim := startChild(t, db, "--offline-max-count", strconv.Itoa(backlog))
+	victim := startProc(t, "--database-url", db, "--offline-max-count", strconv.Itoa(backlog))
 	deadline := time.Now().Add(30 * time.Second)
 	for pgInt(t, db, `SELECT head FROM push.meta`) == 0 {
 		if time.Now().After(deadline) {
@@ -743,10 +740,10 @@ func TestDBPushRelayKilled(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	if err := victim.Process.Signal(syscall.SIGKILL); err != nil {
+	if err := victim.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	_ = victim.Wait()
+	<-victim.exited
 	left := pgInt(t, db, `SELECT count(*) FROM push.outbox`)
 	if left == 0 || left == backlog {
 		t.Logf("killed with %d of %d changes left (the kill was not mid-backlog; the check below still holds)", left, backlog)
@@ -765,37 +762,4 @@ func TestDBPushRelayKilled(t *testing.T) {
 			t.Fatalf("message %d is row %s", i, c.RowID)
 		}
 	}
-}
-
-// childEnv makes this test binary run pushd's main instead of the tests, so
-// a test can SIGKILL a real pushd process.
-const childEnv = "PUSHD_TEST_RUN_MAIN"
-
-func runChildIfAsked() {
-	if os.Getenv(childEnv) == "" {
-		return
-	}
-	os.Exit(run(context.Background(), strings.Split(os.Getenv(childEnv), "\x1f"), os.Getenv, os.Stdout, os.Stderr))
-}
-
-func startChild(t *testing.T, db string, extra ...string) *exec.Cmd {
-	t.Helper()
-	args := append([]string{"--addr", "127.0.0.1:0", "--api-key", testKey, "--jwt-secret", testSecret, "--database-url", db, "--demo-user", ""}, extra...)
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), childEnv+"="+strings.Join(args, "\x1f"))
-	out := &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _, _ = cmd.Process.Wait() })
-	re := regexp.MustCompile(`pushd listening on`)
-	deadline := time.Now().Add(30 * time.Second)
-	for !re.MatchString(out.String()) {
-		if time.Now().After(deadline) {
-			t.Fatalf("child pushd did not start: %s", out.String())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	return cmd
 }

@@ -47,7 +47,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return 2
 	}
 	level := map[string]slog.Level{"debug": slog.LevelDebug, "info": slog.LevelInfo, "warn": slog.LevelWarn, "error": slog.LevelError}[cfg.LogLevel]
-	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	hopts := &slog.HandlerOptions{Level: level}
+	logger := slog.New(slog.NewTextHandler(stderr, hopts))
+	if cfg.LogFormat == "json" {
+		logger = slog.New(slog.NewJSONHandler(stderr, hopts))
+	}
 
 	if migrateOnly {
 		if cfg.DatabaseURL == "" {
@@ -69,7 +73,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprintf(stderr, "pushd: %v\n", oneLine(err))
 		return 2
 	}
-	defer store.Close()
+	storeOpen := true
+	closeStore := func() {
+		if storeOpen {
+			storeOpen = false
+			if err := store.Close(); err != nil {
+				logger.Warn("store error: closing the store failed", "err", err)
+			}
+		}
+	}
+	defer closeStore()
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -82,24 +95,34 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		HeartbeatInterval: cfg.HeartbeatInterval,
 		QueueLimit:        cfg.SendQueue,
 		Writers:           cfg.Writers,
-		Logger:            logger,
+		MaxConnections:    cfg.MaxConnections, MaxConnectionsPerUser: cfg.MaxConnectionsPerUser,
+		Logger: logger,
 	})
 	srv := api.New(manager, api.Options{
 		APIKey: cfg.APIKey, Tokens: tokens, AuthRequired: cfg.AuthRequired, AuthTimeout: cfg.AuthTimeout,
 		HeartbeatInterval: cfg.HeartbeatInterval, HeartbeatTimeout: cfg.HeartbeatTimeout,
 		AllowedOrigins: cfg.origins(), MaxMessageBytes: cfg.MaxMessageBytes, MaxBatchBytes: cfg.MaxBatchBytes, PublicURL: cfg.PublicURL,
-		SSEPadding: cfg.SSEPadding, RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst, Logger: logger,
+		SSEPadding: cfg.SSEPadding, RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst,
+		ConnectRateLimit: cfg.ConnectRateLimit, ConnectRateBurst: cfg.ConnectRateBurst,
+		UserRateLimit: cfg.UserRateLimit, UserRateBurst: cfg.UserRateBurst, TrustedProxies: cfg.proxies,
+		WSCompression: cfg.WSCompression,
+		Logger:        logger,
 	})
+	conns := &connTracker{fresh: map[net.Conn]struct{}{}}
 	httpSrv := &http.Server{
-		Handler:           srv,
-		ReadHeaderTimeout: 10 * time.Second,
+		Handler: srv,
+		// Slowloris: headers within the timeout and under the size limit
+		// (431 above it); REST bodies have their own read deadline.
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
 		IdleTimeout:       2 * time.Minute,
+		ConnState:         conns.track,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 
 	expireCtx, stopExpire := context.WithCancel(context.Background())
 	defer stopExpire()
-	go expireLoop(expireCtx, store, cfg.OfflineTTL, logger)
+	go expireLoop(expireCtx, store, cfg.OfflineTTL, srv.StoreTimer("expire"), logger)
 
 	if cfg.PprofAddr != "" {
 		go servePprof(cfg.PprofAddr, logger)
@@ -121,17 +144,52 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return 1
 	case <-ctx.Done():
 	}
-	logger.Info("shutting down")
-	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	// End the streams first (WebSocket 1012, SSE end-of-stream: clients
-	// reconnect and resume), then stop accepting and drain the rest.
-	manager.Shutdown(sctx)
-	if err := httpSrv.Shutdown(sctx); err != nil {
-		logger.Warn("graceful shutdown incomplete", "err", err)
-	}
+	shutdown(cfg.ShutdownTimeout, srv, ln, serveErr, manager, httpSrv, conns, closeStore, logger)
 	return 0
 }
+
+// maxHeaderBytes bounds a request's headers (a token in the URL is a few
+// hundred bytes).
+const maxHeaderBytes = 32 << 10
+
+// shutdown is CONTRACT §9's graceful stop, all within timeout: readiness
+// fails and subscribers are refused at once, the listener closes, streams
+// end (SSE with a jittered retry:, WebSocket 1012), connections that never
+// sent a request are closed, requests in flight finish and are answered, the
+// store closes; the outcome is logged.
+func shutdown(timeout time.Duration, srv *api.Server, ln net.Listener, serveErr <-chan error, manager *stream.Manager,
+	httpSrv *http.Server, conns *connTracker, closeStore func(), logger *slog.Logger) {
+	start := time.Now()
+	logger.Info("shutting down", "timeout", timeout)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	srv.Drain()
+	_ = ln.Close()
+	manager.Shutdown(ctx)
+	select {
+	case <-serveErr: // Serve has returned: every accepted connection is tracked
+	case <-ctx.Done():
+	}
+	// A connection accepted just before the listener closed has not sent
+	// its request yet: http.Server.Shutdown would wait up to 5 s for it
+	// (it counts a new connection as idle only after that). Such a client
+	// holds no answer; give its request a moment, then close it.
+	conns.closeFresh(ctx, freshGrace)
+	outcome := "drained"
+	if err := httpSrv.Shutdown(ctx); err != nil {
+		_ = httpSrv.Close()
+		outcome = "cut short"
+	}
+	if ctx.Err() != nil {
+		outcome = "cut short"
+	}
+	closeStore()
+	logger.Info("shutdown complete", "outcome", outcome, "took", time.Since(start).Round(time.Millisecond))
+}
+
+// freshGrace is how long a connection accepted at the moment of shutdown
+// may take to send its request headers.
+const freshGrace = 200 * time.Millisecond
 
 func openStore(ctx context.Context, cfg *config, logger *slog.Logger) (stream.Store, error) {
 	r := stream.Retention{MaxCount: cfg.OfflineMaxCount, TTL: cfg.OfflineTTL}
@@ -154,7 +212,7 @@ func openStore(ctx context.Context, cfg *config, logger *slog.Logger) (stream.St
 
 // expireLoop drops expired and over-cap messages in the background, off the
 // publish path.
-func expireLoop(ctx context.Context, store stream.Store, ttl time.Duration, logger *slog.Logger) {
+func expireLoop(ctx context.Context, store stream.Store, ttl time.Duration, observe func(time.Time), logger *slog.Logger) {
 	every := min(max(ttl/20, time.Second), time.Minute)
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -163,9 +221,11 @@ func expireLoop(ctx context.Context, store stream.Store, ttl time.Duration, logg
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			start := time.Now()
 			n, err := store.Expire(ctx)
+			observe(start)
 			if err != nil {
-				logger.Warn("expiry run failed", "err", err)
+				logger.Warn("store error: expiry run failed", "err", err)
 			} else if n > 0 {
 				logger.Debug("expired messages", "count", n)
 			}

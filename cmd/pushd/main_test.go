@@ -27,6 +27,10 @@ func TestConfigDefaultsFollowTheContract(t *testing.T) {
 		c.AuthTimeout != 10*time.Second || c.MaxMessageBytes != 65536 || c.SSEPadding != 2048 {
 		t.Fatalf("defaults differ from CONTRACT §1: %+v", c)
 	}
+	if c.LogFormat != "text" || c.MaxConnections != 0 || c.MaxConnectionsPerUser != 100 || c.ConnectRateLimit != 0 ||
+		c.UserRateLimit != 0 || c.TrustedProxies != "" || c.ShutdownTimeout != 10*time.Second {
+		t.Fatalf("defaults differ from CONTRACT §9: %+v", c)
+	}
 	if !c.generatedKey || !c.generatedJWT || len(c.APIKey) < 32 || c.APIKey == c.JWTSecret {
 		t.Fatal("without --api-key/--jwt-secret pushd must generate distinct random secrets")
 	}
@@ -57,20 +61,27 @@ func TestBadConfigExitsTwoWithOneLine(t *testing.T) {
 		env  map[string]string
 		want string
 	}{
-		"unparsable duration":  {args: []string{"--heartbeat-interval", "soon"}, want: "heartbeat-interval"},
-		"negative count":       {args: []string{"--offline-max-count=-1"}, want: "--offline-max-count must not be negative"},
-		"negative writers":     {args: []string{"--fanout-writers=-2"}, want: "--fanout-writers must not be negative"},
-		"zero duration":        {args: []string{"--offline-ttl=0s"}, want: "--offline-ttl must be a positive duration"},
-		"bad env":              {env: map[string]string{"PUSH_OFFLINE_TTL": "forever"}, want: "PUSH_OFFLINE_TTL"},
-		"tls half":             {args: []string{"--tls-cert", "x.pem"}, want: "--tls-cert and --tls-key go together"},
-		"bad origin":           {args: []string{"--allowed-origins", "not an origin"}, want: "--allowed-origins"},
-		"bad public url":       {args: []string{"--public-url", "ftp://x"}, want: "--public-url"},
-		"short secret":         {args: []string{"--jwt-secret", "short"}, want: "--jwt-secret must be at least 16 bytes"},
-		"unknown flag":         {args: []string{"--nope"}, want: "flag provided but not defined"},
-		"stray argument":       {args: []string{"serve"}, want: "unexpected argument"},
-		"unreachable database": {args: []string{"--database-url", "postgres://nobody@127.0.0.1:1/x?connect_timeout=2"}, want: "database"},
-		"busy address":         {args: []string{"--addr", "BUSY"}, want: "listen on"},
-		"migrate without url":  {args: []string{"migrate"}, want: "migrate needs --database-url"},
+		"unparsable duration":   {args: []string{"--heartbeat-interval", "soon"}, want: "heartbeat-interval"},
+		"negative count":        {args: []string{"--offline-max-count=-1"}, want: "--offline-max-count must not be negative"},
+		"negative writers":      {args: []string{"--fanout-writers=-2"}, want: "--fanout-writers must not be negative"},
+		"zero duration":         {args: []string{"--offline-ttl=0s"}, want: "--offline-ttl must be a positive duration"},
+		"bad env":               {env: map[string]string{"PUSH_OFFLINE_TTL": "forever"}, want: "PUSH_OFFLINE_TTL"},
+		"tls half":              {args: []string{"--tls-cert", "x.pem"}, want: "--tls-cert and --tls-key go together"},
+		"bad origin":            {args: []string{"--allowed-origins", "not an origin"}, want: "--allowed-origins"},
+		"bad public url":        {args: []string{"--public-url", "ftp://x"}, want: "--public-url"},
+		"short secret":          {args: []string{"--jwt-secret", "short"}, want: "--jwt-secret must be at least 16 bytes"},
+		"unknown flag":          {args: []string{"--nope"}, want: "flag provided but not defined"},
+		"stray argument":        {args: []string{"serve"}, want: "unexpected argument"},
+		"unreachable database":  {args: []string{"--database-url", "postgres://nobody@127.0.0.1:1/x?connect_timeout=2"}, want: "database"},
+		"busy address":          {args: []string{"--addr", "BUSY"}, want: "listen on"},
+		"migrate without url":   {args: []string{"migrate"}, want: "migrate needs --database-url"},
+		"bad log format":        {args: []string{"--log-format", "xml"}, want: "--log-format must be text or json"},
+		"negative max conns":    {args: []string{"--max-connections=-1"}, want: "--max-connections must not be negative"},
+		"negative per user":     {args: []string{"--max-connections-per-user=-1"}, want: "--max-connections-per-user must not be negative"},
+		"negative connect rate": {args: []string{"--connect-rate-limit=-1"}, want: "--connect-rate-limit"},
+		"negative user burst":   {args: []string{"--user-rate-burst=-1"}, want: "--user-rate-limit and --user-rate-burst"},
+		"bad trusted proxy":     {env: map[string]string{"PUSH_TRUSTED_PROXIES": "10.0.0.0/8,nope"}, want: "--trusted-proxies: nope"},
+		"zero shutdown":         {args: []string{"--shutdown-timeout=0s"}, want: "--shutdown-timeout must be a positive duration"},
 	}
 	busy, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -1,0 +1,60 @@
+package api
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+)
+
+type requestIDKey struct{}
+
+// Request ids minted here are a random per-process prefix and a counter:
+// unique without a random read per request.
+var (
+	requestIDPrefix = func() string {
+		var b [6]byte
+		_, _ = rand.Read(b[:])
+		return hex.EncodeToString(b[:])
+	}()
+	requestIDSeq atomic.Uint64
+)
+
+// maxRequestIDLen bounds a caller's X-Request-Id.
+const maxRequestIDLen = 200
+
+// withRequestID gives every request an id: the caller's X-Request-Id when it
+// is 1–200 visible ASCII characters (anything else could forge log lines),
+// else a new one. It is echoed in the response and named by the request's
+// log lines.
+func withRequestID(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.Header.Get("X-Request-Id")
+		if !validRequestID(id) {
+			id = requestIDPrefix + "-" + strconv.FormatUint(requestIDSeq.Add(1), 10)
+		}
+		w.Header().Set("X-Request-Id", id)
+		h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), requestIDKey{}, id)))
+	})
+}
+
+// validRequestID reports whether a caller's X-Request-Id is kept.
+func validRequestID(id string) bool {
+	if id == "" || len(id) > maxRequestIDLen {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if id[i] < 0x21 || id[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// requestID is the id withRequestID gave r.
+func requestID(r *http.Request) string {
+	id, _ := r.Context().Value(requestIDKey{}).(string)
+	return id
+}
