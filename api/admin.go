@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -55,6 +56,10 @@ func (s *Server) baseURL(r *http.Request) string {
 }
 
 func (s *Server) handleStats(w http.ResponseWriter, r *http.Request) {
+	all, ok := s.scope(w, r)
+	if !ok {
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 	defer cancel()
 	qs, err := s.manager.Store().QueueStats(ctx)
@@ -63,12 +68,17 @@ func (s *Server) handleStats(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, codeUnavailable, "store unavailable: queue stats cannot be read")
 		return
 	}
-	c := s.manager.Counts()
+	c, err := s.manager.Stats(ctx, all)
+	if err != nil {
+		s.clusterError(w, "stats", err)
+		return
+	}
 	writeJSON(w, http.StatusOK, map[string]any{
 		"totalConnections": c.Connections,
 		"uniqueUsers":      c.Users,
 		"transports":       map[string]int{"sse": c.Transports["sse"], "ws": c.Transports["ws"]},
 		"queueStats":       qs,
+		"nodes":            c.Nodes,
 		"timestamp":        stream.NowMillis(),
 	})
 }
@@ -84,8 +94,17 @@ func (s *Server) handleConnections(w http.ResponseWriter, r *http.Request) {
 		s.requestError(w, err)
 		return
 	}
+	all, ok := s.scope(w, r)
+	if !ok {
+		return
+	}
+	conns, err := s.manager.UserConnections(r.Context(), all, user)
+	if err != nil {
+		s.clusterError(w, "connections", err)
+		return
+	}
 	writeJSON(w, http.StatusOK, map[string]any{
-		"userId": user, "connections": s.manager.Connections(user), "timestamp": stream.NowMillis(),
+		"userId": user, "connections": conns, "timestamp": stream.NowMillis(),
 	})
 }
 
@@ -93,6 +112,10 @@ func (s *Server) handleDisconnect(w http.ResponseWriter, r *http.Request) {
 	user, err := userParam(r)
 	if err != nil {
 		s.requestError(w, err)
+		return
+	}
+	all, ok := s.scope(w, r)
+	if !ok {
 		return
 	}
 	body, ok := s.readBody(w, r)
@@ -116,7 +139,11 @@ func (s *Server) handleDisconnect(w http.ResponseWriter, r *http.Request) {
 		}
 		reason = *q.Reason
 	}
-	n := s.manager.DisconnectUser(user, reason)
+	n, err := s.manager.DisconnectEverywhere(r.Context(), all, user, reason)
+	if err != nil {
+		s.clusterError(w, fmt.Sprintf("disconnect (%d connections of this node were ended)", n), err)
+		return
+	}
 	writeJSON(w, http.StatusOK, map[string]any{
 		"message": "user disconnected", "disconnected": n, "timestamp": stream.NowMillis(),
 	})

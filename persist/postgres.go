@@ -55,6 +55,7 @@ type Postgres struct {
 	local      chan []*stream.Message // committed here, for the tail
 	wake       chan struct{}
 	feed       atomic.Pointer[func([]*stream.Message)]
+	cluster    atomic.Pointer[cluster] // set by Join (postgres_nodes.go)
 	stop       chan struct{}
 	stopCtx    context.Context
 	cancel     context.CancelFunc
@@ -274,6 +275,7 @@ func (s *Postgres) Ping(ctx context.Context) error {
 func (s *Postgres) Close() error {
 	s.closeErr.Do(func() {
 		s.closed.Store(true)
+		s.leave()
 		close(s.stop)
 		s.cancel() // aborts the tail's read and the LISTEN wait, not a commit
 		s.wg.Wait()

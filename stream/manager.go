@@ -37,6 +37,11 @@ type Manager struct {
 	cfg   Config
 	log   *slog.Logger
 
+	// cluster is the store as a Cluster, nil when this node is alone.
+	cluster   Cluster
+	nodeID    string
+	startedAt time.Time
+
 	mu    sync.RWMutex
 	users map[string]*userSessions
 	byTr  map[string]int
@@ -89,6 +94,7 @@ func NewManager(store Store, cfg Config) *Manager {
 		stop:    make(chan struct{}),
 		stopped: make(chan struct{}),
 	}
+	m.joinCluster(store)
 	store.SetFeed(m.dispatch)
 	go m.flushLoop()
 	if cfg.HeartbeatInterval > 0 {
@@ -109,16 +115,22 @@ func (m *Manager) Publish(ctx context.Context, drafts []Draft) ([]*Message, erro
 
 // NewSession creates a session that is not yet attached.
 func (m *Manager) NewSession(userID, transport, remoteAddr, userAgent string) *Session {
-	var b [8]byte
-	_, _ = rand.Read(b[:])
 	return newSession(m, SessionInfo{
-		ID:          hex.EncodeToString(b[:]),
+		ID:          randomID(),
+		Node:        m.nodeID,
 		UserID:      userID,
 		Transport:   transport,
 		ConnectedAt: NowMillis(),
 		RemoteAddr:  remoteAddr,
 		UserAgent:   userAgent,
 	}, m.cfg.QueueLimit)
+}
+
+// randomID is 16 hex digits from crypto/rand.
+func randomID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 func (m *Manager) register(s *Session) {
