@@ -206,6 +206,7 @@ func (h clusterHandler) HandleNotification(ctx context.Context, n *pgconn.Notifi
 }
 
 func (h clusterHandler) HandleBacklog(ctx context.Context, channel string, conn *pgx.Conn) error {
+	h.c.listenOnce.Do(func() { close(h.c.listening) })
 	if h.down.Swap(false) {
 		h.s.log.Info("cluster LISTEN connection back")
 	}

@@ -21,15 +21,19 @@ const (
 	nodeForget = time.Minute
 	// nodeOpTimeout bounds one registry statement.
 	nodeOpTimeout = 2 * time.Second
+	// joinWait bounds how long Join waits for the LISTEN connection.
+	joinWait = 5 * time.Second
 )
 
 // cluster is a Postgres store's membership: set by Join.
 type cluster struct {
-	local     stream.LocalNode
-	startedAt time.Time
-	answering chan struct{} // bounds the requests answered at once
-	waitMu    sync.Mutex
-	waiters   map[int64]chan struct{} // requests of this node awaiting replies
+	local      stream.LocalNode
+	startedAt  time.Time
+	answering  chan struct{} // bounds the requests answered at once
+	listening  chan struct{} // closed once the LISTEN for requests is in place
+	listenOnce sync.Once
+	waitMu     sync.Mutex
+	waiters    map[int64]chan struct{} // requests of this node awaiting replies
 }
 
 var _ stream.Cluster = (*Postgres)(nil)
@@ -37,23 +41,30 @@ var _ stream.Cluster = (*Postgres)(nil)
 // NodeID implements stream.Cluster.
 func (s *Postgres) NodeID() string { return s.node }
 
-// Join implements stream.Cluster: it announces the node at once (a failure
-// is logged and retried on the next refresh), then keeps its row fresh and
-// answers the other nodes' requests until Close.
+// Join implements stream.Cluster: once it listens for the other nodes'
+// requests (so no node waits for an answer it cannot give), it announces
+// the node (a failure is logged and retried on the next refresh), then keeps
+// its row fresh and answers requests until Close.
 func (s *Postgres) Join(local stream.LocalNode) {
 	c := &cluster{
 		local:     local,
 		startedAt: time.Now(),
 		answering: make(chan struct{}, 8),
+		listening: make(chan struct{}),
 		waiters:   make(map[int64]chan struct{}),
 	}
 	s.cluster.Store(c)
+	s.wg.Add(2)
+	go s.listenCluster(c)
+	select {
+	case <-c.listening:
+	case <-time.After(joinWait):
+		s.log.Warn("not yet listening for the other nodes' requests; announcing this node anyway", "node", s.node)
+	}
 	if err := s.announce(c); err != nil {
 		s.log.Warn("announcing this node failed; retrying", "node", s.node, "err", err)
 	}
-	s.wg.Add(2)
 	go s.refreshNode(c)
-	go s.listenCluster(c)
 }
 
 func (s *Postgres) announce(c *cluster) error {
