@@ -43,11 +43,18 @@ type subscriber struct {
 // subscribe starts a subscriber of user on base (a node or the proxy).
 func subscribe(t *testing.T, c client, base, user, transport string) *subscriber {
 	t.Helper()
+	s := &subscriber{t: t, user: user, transport: transport, base: base, token: c.token(user)}
+	startSubscriber(t, s)
+	return s
+}
+
+// startSubscriber runs s (its fields set: user, transport, base, token, and
+// lastID to resume from) until the test ends.
+func startSubscriber(t *testing.T, s *subscriber) {
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &subscriber{t: t, user: user, transport: transport, base: base, token: c.token(user), cancel: cancel, finished: make(chan struct{})}
+	s.cancel, s.finished = cancel, make(chan struct{})
 	go s.loop(ctx)
 	t.Cleanup(s.close)
-	return s
 }
 
 func (s *subscriber) close() {
