@@ -79,6 +79,16 @@ func startCluster(t *testing.T, db string, n int, extra ...string) []*node {
 
 func newNode(t *testing.T, name, db string, extra ...string) *node {
 	n := &node{t: t, name: name, addr: freeAddr(t), logs: &syncBuffer{}}
+	// A small pool: the tests run several clusters at once against a server
+	// that may allow only 100 connections.
+	switch {
+	case !strings.HasPrefix(db, "postgres"):
+		db += " pool_max_conns=4" // a key=value connection string
+	case strings.Contains(db, "?"):
+		db += "&pool_max_conns=4"
+	default:
+		db += "?pool_max_conns=4"
+	}
 	n.args = append([]string{
 		"--addr", n.addr, "--api-key", apiKey, "--jwt-secret", jwtSecret,
 		"--database-url", db, "--heartbeat-interval", "2s", "--demo-user", "",
