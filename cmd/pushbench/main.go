@@ -43,6 +43,10 @@ type config struct {
 
 	server, apiKey string
 	serverPID      int
+	nodes          []string
+	nodePIDs       []int
+	postgresPID    int
+	databaseURL    string
 	baseline       string
 	baselinePID    int
 	sourceIPs      string
@@ -92,6 +96,10 @@ func parseConfig(name string, args []string) (*config, error) {
 	fs.StringVar(&c.server, "server", "http://127.0.0.1:3001", "pushd base URL (empty: baseline only)")
 	fs.StringVar(&c.apiKey, "api-key", os.Getenv("PUSH_API_KEY"), "pushd API key (default $PUSH_API_KEY)")
 	fs.IntVar(&c.serverPID, "server-pid", 0, "pushd process id, for RSS and CPU from /proc")
+	nodes := fs.String("nodes", "", "pushd nodes of one cluster, comma-separated URLs (instead of --server): subscribers spread round-robin over them, messages published through the first; latency is split by node")
+	nodePIDs := fs.String("node-pids", "", "the --nodes' process ids, in the same order: server CPU and RSS are summed over them")
+	fs.IntVar(&c.postgresPID, "postgres-pid", 0, "PostgreSQL postmaster process id: its and its children's CPU over the measured window")
+	fs.StringVar(&c.databaseURL, "database-url", "", "the nodes' database: statements per second over the measured window (pg_stat_statements when loaded, else transactions)")
 	fs.StringVar(&c.baseline, "baseline", "none", "none, auto (start `pushbench baseline-server` as a child on a free loopback port) or the URL of a running one")
 	fs.IntVar(&c.baselinePID, "baseline-pid", 0, "baseline-server process id when --baseline is a URL")
 	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write pushbench's own CPU profile to this file (is the client the bottleneck?)")
@@ -102,6 +110,12 @@ func parseConfig(name string, args []string) (*config, error) {
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments: %q", fs.Args())
 	}
+	c.nodes = parseList(*nodes)
+	pids, err := parsePIDs(*nodePIDs)
+	if err != nil {
+		return nil, fmt.Errorf("--node-pids: %v", err)
+	}
+	c.nodePIDs = pids
 	switch {
 	case c.transport != "sse" && c.transport != "ws":
 		return nil, fmt.Errorf("--transport must be sse or ws")
@@ -115,6 +129,10 @@ func parseConfig(name string, args []string) (*config, error) {
 		return nil, fmt.Errorf("--miss-via must be broadcast or unicast")
 	case c.format != "json" && c.format != "table" && c.format != "both":
 		return nil, fmt.Errorf("--format must be json, table or both")
+	case len(c.nodePIDs) > 0 && len(c.nodePIDs) != len(c.nodes):
+		return nil, fmt.Errorf("--node-pids needs one process id per --nodes URL (%d for %d)", len(c.nodePIDs), len(c.nodes))
+	case c.postgresPID < 0:
+		return nil, fmt.Errorf("--postgres-pid must be a process id")
 	}
 	return c, nil
 }
@@ -206,7 +224,13 @@ func runAll(ctx context.Context, cfg *config, out, tbl io.Writer) ([]*result, er
 		}
 		targets = append(targets, t)
 	}
-	if cfg.server != "" {
+	if len(cfg.nodes) > 0 {
+		t, err := newCluster(cfg.nodes, cfg.apiKey, cfg.nodePIDs, d)
+		if err != nil {
+			return nil, err
+		}
+		targets = append(targets, t)
+	} else if cfg.server != "" {
 		t, err := newTarget("pushd", cfg.server, cfg.apiKey, cfg.serverPID, d)
 		if err != nil {
 			return nil, err

@@ -30,7 +30,7 @@ func runIdle(ctx context.Context, r *run) *result {
 	if took > 0 {
 		res.ConnectRate = round(float64(res.Connections)/took.Seconds(), 1)
 	}
-	cw := startCPU(r.t.pid)
+	cw := startCPU(r)
 	settle(ctx, cfg.hold)
 	cw.finish(res, 0)
 	if res.ServerCPUms > 0 && cfg.hold > 0 {
