@@ -276,21 +276,14 @@ func (c client) token(user string) string {
 	return tok
 }
 
-// notify publishes a notification and returns its id.
+// notify publishes a notification to user (a broadcast when user is "")
+// and returns its id.
 func (c client) notify(user, title string) (string, error) {
-	code, out, err := c.call("POST", "/api/ws/push/notification", map[string]any{"userId": user, "title": title, "body": "b"})
-	if err != nil {
-		return "", err
+	path, body := "/api/ws/broadcast", map[string]any{"title": title, "body": "b"}
+	if user != "" {
+		path, body["userId"] = "/api/ws/push/notification", user
 	}
-	if code != 202 {
-		return "", &statusError{code, out}
-	}
-	id, _ := out["id"].(string)
-	return id, nil
-}
-
-func (c client) broadcast(title string) (string, error) {
-	code, out, err := c.call("POST", "/api/ws/broadcast", map[string]any{"title": title, "body": "b"})
+	code, out, err := c.call("POST", path, body)
 	if err != nil {
 		return "", err
 	}

@@ -36,13 +36,7 @@ var freshConns = &http.Client{Timeout: 20 * time.Second, Transport: &http.Transp
 // publish sends one notification to user (a broadcast when user is "").
 func (p *publisher) publish(c client, user string) {
 	title := fmt.Sprintf("m%07d", p.seq.Add(1))
-	var id string
-	var err error
-	if user == "" {
-		id, err = c.broadcast(title)
-	} else {
-		id, err = c.notify(user, title)
-	}
+	id, err := c.notify(user, title)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var se *statusError
