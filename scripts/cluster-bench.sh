@@ -6,8 +6,9 @@
 # Usage: scripts/cluster-bench.sh BIN_DIR [latency|fanout|scale|all]
 #   latency  3 nodes, 1 000 msgs/s published on node 1, subscribers on all
 #            three: p50/p99 by delivering node (node 1 = the single-node path)
-#   fanout   200 broadcasts to 3 x 5 000 SSE, then to 15 000 on one node:
-#            server CPU per 1000 deliveries, summed over the nodes
+#   fanout   200 broadcasts (10/s) to 3 x 5 000 SSE, then to 15 000 on one
+#            node, and again 80 at 4/s: server CPU per 1000 deliveries,
+#            summed over the nodes
 #   scale    5 000 msgs/s with 1, 2 and 3 nodes: PostgreSQL CPU, statements/s
 set -euo pipefail
 bin=${1:-bin}
@@ -75,12 +76,17 @@ if [ "$what" = latency ] || [ "$what" = all ]; then
   stop_nodes
 fi
 if [ "$what" = fanout ] || [ "$what" = all ]; then
-  fresh_db; start_nodes 3
-  run fanout-3x5000 fanout -n 15000 -m 200 --connect-concurrency 500
-  stop_nodes
-  fresh_db; start_nodes 1
-  run fanout-1x15000 fanout -n 15000 -m 200 --connect-concurrency 500
-  stop_nodes
+  # At 10 broadcasts/s one node with 15 000 falls behind and coalesces
+  # (several messages per write); at 4/s nothing queues on either side.
+  for rate in 10 4; do
+    m=$((rate * 20))
+    fresh_db; start_nodes 3
+    run "fanout-3x5000-$rate" fanout -n 15000 -m $m --rate $rate --connect-concurrency 500
+    stop_nodes
+    fresh_db; start_nodes 1
+    run "fanout-1x15000-$rate" fanout -n 15000 -m $m --rate $rate --connect-concurrency 500
+    stop_nodes
+  done
 fi
 if [ "$what" = scale ] || [ "$what" = all ]; then
   for k in 1 2 3; do
