@@ -36,6 +36,10 @@ import (
 // because the table is also the bus and another node may not have read them
 // yet. ReadStream (postgres_read.go) computes a user's window at read time,
 // so age and cap apply even before the retention pass has run.
+//
+// It is also a stream.Cluster: the node registry (postgres_nodes.go) and the
+// requests nodes answer for each other (postgres_cluster.go) go through the
+// same database, so nodes need no addresses of each other.
 type Postgres struct {
 	pool  *pgxpool.Pool
 	cfg   *pgxpool.Config
@@ -75,7 +79,8 @@ const (
 
 // OpenPostgres connects to the database at url, applies pending migrations,
 // and starts the writer and the tail. The pool size is pool_max_conns from the
-// URL, 8 when absent; LISTEN runs on one more, dedicated connection.
+// URL, 8 when absent; LISTEN runs on one more, dedicated connection (and,
+// once the node joins the cluster, its requests on another).
 func OpenPostgres(ctx context.Context, url string, r stream.Retention, logger *slog.Logger) (*Postgres, error) {
 	if logger == nil {
 		logger = slog.Default()
@@ -270,8 +275,9 @@ func (s *Postgres) Ping(ctx context.Context) error {
 	return nil
 }
 
-// Close implements stream.Store: queued appends fail, the writer finishes
-// its transaction, the tail and the listener stop, the pool closes.
+// Close implements stream.Store: the node leaves the registry, queued
+// appends fail, the writer finishes its transaction, the tail and the
+// listeners stop, the pool closes.
 func (s *Postgres) Close() error {
 	s.closeErr.Do(func() {
 		s.closed.Store(true)

@@ -67,7 +67,8 @@ type userSessions struct {
 }
 
 // NewManager creates a manager on store and registers itself as the store's
-// feed.
+// feed; on a store shared by several nodes (a Cluster) it joins the cluster,
+// so that its connections count in every node's answers.
 func NewManager(store Store, cfg Config) *Manager {
 	if cfg.QueueLimit <= 0 {
 		cfg.QueueLimit = 1024
