@@ -141,7 +141,7 @@ func (s *Server) handleDisconnect(w http.ResponseWriter, r *http.Request) {
 	}
 	n, err := s.manager.DisconnectEverywhere(r.Context(), all, user, reason)
 	if err != nil {
-		s.clusterError(w, fmt.Sprintf("disconnect (%d connections of this node were ended)", n), err)
+		s.clusterError(w, fmt.Sprintf("disconnect; this node ended %d of the user's connections", n), err)
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{

@@ -3,7 +3,9 @@ package clustertest
 import (
 	"fmt"
 	"maps"
+	"net/url"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -168,4 +170,55 @@ func TestOneServiceAnswers(t *testing.T) {
 	if took := time.Since(killed); took > 15*time.Second {
 		t.Errorf("the killed node left after %v", took)
 	}
+}
+
+// TestClusterAnswersWithoutDatabase: a node that loses its database cannot
+// reach the other nodes: the cluster-wide answers are a 503 soon (never a
+// hang), a disconnect still ends the node's own connections and says so, and
+// ?scope=node keeps answering.
+func TestClusterAnswersWithoutDatabase(t *testing.T) {
+	t.Parallel()
+	db := pgtest.NewDB(t)
+	u, err := url.Parse(db)
+	if err != nil || u.Host == "" {
+		t.Skipf("database URL %q is not host:port based; cannot put a proxy in front", db)
+	}
+	dbProxy := newProxy(t, []string{u.Host})
+	viaProxy := *u
+	viaProxy.Host = dbProxy.Addr()
+	cut := newNode(t, "cut", viaProxy.String())
+	cut.start()
+	startCluster(t, db, 1) // a second node, so there is a cluster to ask
+	c := cut.api()
+	s := subscribe(t, c, cut.URL(), "wes", "sse")
+	s.waitConnected(t)
+
+	dbProxy.Close() // the database is gone for this node
+	for _, call := range []struct{ method, path string }{
+		{"GET", "/api/ws/stats"}, {"GET", "/api/ws/connections/wes"}, {"GET", "/api/ws/nodes"},
+	} {
+		start := time.Now()
+		out := c.must(503, call.method, call.path, nil)
+		if took := time.Since(start); took > 7*time.Second {
+			t.Errorf("%s %s took %v", call.method, call.path, took)
+		}
+		if e, _ := out["error"].(map[string]any); e["code"] != "unavailable" {
+			t.Errorf("%s %s: %v, want code unavailable", call.method, call.path, out)
+		}
+	}
+	if list, _ := c.must(200, "GET", "/api/ws/connections/wes?scope=node", nil)["connections"].([]any); len(list) != 1 {
+		t.Errorf("connections?scope=node without the database: %v, want wes's one", list)
+	}
+	if list, _ := c.must(200, "GET", "/api/ws/nodes?scope=node", nil)["nodes"].([]any); len(list) != 1 {
+		t.Errorf("nodes?scope=node without the database: %v, want this node", list)
+	}
+	out := c.must(503, "POST", "/api/ws/disconnect/wes", map[string]any{"reason": "db down"})
+	msg, _ := out["error"].(map[string]any)["message"].(string)
+	if !strings.Contains(msg, "this node ended 1 of the user's connections") {
+		t.Errorf("disconnect without the database: %q, want it to say this node's connection was ended", msg)
+	}
+	eventually(t, 2*time.Second, "wes's disconnect event", func() (bool, string) {
+		_, _, _, ended := s.snapshot()
+		return ended == "disconnect: db down", ended
+	})
 }
