@@ -3,12 +3,13 @@
 # on a PostgreSQL of their own — a throwaway cluster with pg_stat_statements,
 # so its CPU and statements are the nodes' alone — a fresh database per run.
 # Loopback only, bounded in time.
-# Usage: scripts/cluster-bench.sh BIN_DIR [latency|fanout|scale|all]
+# Usage: scripts/cluster-bench.sh BIN_DIR [latency|fanout|idle|scale|all]
 #   latency  3 nodes, 1 000 msgs/s published on node 1, subscribers on all
 #            three: p50/p99 by delivering node (node 1 = the single-node path)
 #   fanout   200 broadcasts (10/s) to 3 x 5 000 SSE, then to 15 000 on one
 #            node, and again 80 at 4/s: server CPU per 1000 deliveries,
 #            summed over the nodes
+#   idle     15 000 idle SSE on 3 nodes, then on 1: server CPU per second
 #   scale    5 000 msgs/s with 1, 2 and 3 nodes: PostgreSQL CPU, statements/s
 set -euo pipefail
 bin=${1:-bin}
@@ -85,6 +86,15 @@ if [ "$what" = fanout ] || [ "$what" = all ]; then
     stop_nodes
     fresh_db; start_nodes 1
     run "fanout-1x15000-$rate" fanout -n 15000 -m $m --rate $rate --connect-concurrency 500
+    stop_nodes
+  done
+fi
+if [ "$what" = idle ] || [ "$what" = all ]; then
+  # What a node costs while nothing is published: heartbeats, cursor
+  # flushes, tail poll, registry refresh.
+  for k in 3 1; do
+    fresh_db; start_nodes "$k"
+    run "idle-$k" idle -n 15000 --hold 10s --connect-concurrency 500
     stop_nodes
   done
 fi

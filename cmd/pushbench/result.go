@@ -59,6 +59,7 @@ type result struct {
 	ServerThreads     int64   `json:"serverThreads,omitempty"`
 	ServerCPUms       float64 `json:"serverCpuMs,omitempty"`
 	CPUPer1000ms      float64 `json:"serverCpuMsPer1000Deliveries,omitempty"`
+	WritesPerDeliv    float64 `json:"serverWritesPerDelivery,omitempty"`
 	ClientCPUms       float64 `json:"clientCpuMs,omitempty"`
 	ClientCPUPer1000  float64 `json:"clientCpuMsPer1000Deliveries,omitempty"`
 	ServerIdleCPUmsPS float64 `json:"serverIdleCpuMsPerSec,omitempty"`
@@ -167,6 +168,7 @@ func (w *cpuWindow) finish(res *result, deliveries int64) {
 		return
 	}
 	var cpu time.Duration
+	var writes int64
 	res.ServerRSSKiB, res.ServerThreads = 0, 0
 	for i, pid := range w.pids {
 		after, err := readProc(pid)
@@ -174,12 +176,14 @@ func (w *cpuWindow) finish(res *result, deliveries int64) {
 			return
 		}
 		cpu += after.CPU - w.before[i].CPU
+		writes += after.Writes - w.before[i].Writes
 		res.ServerRSSKiB += after.RSSKiB
 		res.ServerThreads += after.Threads
 	}
 	res.ServerCPUms = round(float64(cpu)/1e6, 1)
 	if deliveries > 0 {
 		res.CPUPer1000ms = round(float64(cpu)/1e6/float64(deliveries)*1000, 3)
+		res.WritesPerDeliv = round(float64(writes)/float64(deliveries), 3)
 	}
 }
 
@@ -237,6 +241,7 @@ var tableRows = []row{
 	{"server RSS / conn", func(r *result) string { return f(r.RSSPerConnKiB, " KiB") }},
 	{"server CPU", func(r *result) string { return f(r.ServerCPUms, " ms") }},
 	{"server CPU / 1000 deliv.", func(r *result) string { return f(r.CPUPer1000ms, " ms") }},
+	{"server writes / delivery", func(r *result) string { return f(r.WritesPerDeliv, "") }},
 	{"server idle CPU", func(r *result) string { return f(r.ServerIdleCPUmsPS, " ms/s") }},
 	{"postgres CPU", func(r *result) string {
 		if r.PostgresCPUms == 0 {
