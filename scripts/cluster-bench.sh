@@ -4,6 +4,7 @@
 # so its CPU and statements are the nodes' alone — a fresh database per run.
 # Loopback only, bounded in time.
 # Usage: scripts/cluster-bench.sh BIN_DIR [latency|fanout|idle|scale|all]
+#   (PUSH_BENCH_NODE_GOMAXPROCS=N runs each node with GOMAXPROCS=N)
 #   latency  3 nodes, 1 000 msgs/s published on node 1, subscribers on all
 #            three: p50/p99 by delivering node (node 1 = the single-node path)
 #   fanout   200 broadcasts (10/s) to 3 x 5 000 SSE, then to 15 000 on one
@@ -53,7 +54,7 @@ start_nodes() { # count: starts that many nodes on $db; sets urls and pidlist
   pidlist=
   for i in $(seq "$1"); do
     port=$((base + i))
-    "$bin/pushd" --addr "127.0.0.1:$port" --api-key $key --jwt-secret $secret --log-level warn --demo-user "" \
+    env ${PUSH_BENCH_NODE_GOMAXPROCS:+GOMAXPROCS=$PUSH_BENCH_NODE_GOMAXPROCS} "$bin/pushd" --addr "127.0.0.1:$port" --api-key $key --jwt-secret $secret --log-level warn --demo-user "" \
       --database-url "$db" >"$out/node$i.log" 2>&1 &
     pids+=($!)
     for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done
