@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -151,10 +152,28 @@ func poolConfig(url string) (*pgxpool.Config, error) {
 	return cfg, nil
 }
 
+// newNodeID names this process among the nodes: the host name (so an
+// operator can tell GET /api/ws/nodes entries apart) and random hex digits
+// (several nodes may share a host). It never contains a space: it is a word
+// of NOTIFY payloads.
 func newNodeID() string {
-	var b [8]byte
+	var b [4]byte
 	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
+	suffix := hex.EncodeToString(b[:])
+	host, _ := os.Hostname()
+	host = strings.Map(func(r rune) rune {
+		if r == '-' || r == '.' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' {
+			return r
+		}
+		return -1
+	}, host)
+	if len(host) > 40 {
+		host = host[:40]
+	}
+	if host == "" {
+		return suffix
+	}
+	return host + "-" + suffix
 }
 
 // Epoch implements stream.Store.

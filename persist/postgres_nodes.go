@@ -63,6 +63,8 @@ func (s *Postgres) Join(local stream.LocalNode) {
 	}
 	if err := s.announce(c); err != nil {
 		s.log.Warn("announcing this node failed; retrying", "node", s.node, "err", err)
+	} else {
+		s.log.Info("joined the nodes on this database", "node", s.node)
 	}
 	go s.refreshNode(c)
 }
