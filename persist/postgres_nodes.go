@@ -32,6 +32,8 @@ type cluster struct {
 	answering  chan struct{} // bounds the requests answered at once
 	listening  chan struct{} // closed once the LISTEN for requests is in place
 	listenOnce sync.Once
+	leaving    chan struct{} // closed by leave: the refresher stops
+	refreshed  chan struct{} // closed when the refresher has stopped
 	waitMu     sync.Mutex
 	waiters    map[int64]chan struct{} // requests of this node awaiting replies
 }
@@ -51,6 +53,8 @@ func (s *Postgres) Join(local stream.LocalNode) {
 		startedAt: time.Now(),
 		answering: make(chan struct{}, 8),
 		listening: make(chan struct{}),
+		leaving:   make(chan struct{}),
+		refreshed: make(chan struct{}),
 		waiters:   make(map[int64]chan struct{}),
 	}
 	s.cluster.Store(c)
@@ -88,6 +92,7 @@ ON CONFLICT (id) DO UPDATE SET last_seen = now(), connections = $3, users = $4, 
 // dead nodes and old requests left behind.
 func (s *Postgres) refreshNode(c *cluster) {
 	defer s.wg.Done()
+	defer close(c.refreshed)
 	t := time.NewTicker(nodeRefresh)
 	defer t.Stop()
 	var failing bool
@@ -95,6 +100,8 @@ func (s *Postgres) refreshNode(c *cluster) {
 	for {
 		select {
 		case <-s.stop:
+			return
+		case <-c.leaving:
 			return
 		case <-t.C:
 		}
@@ -125,12 +132,16 @@ func (s *Postgres) tidyCluster() {
 	}
 }
 
-// leave deletes this node's row, so the others stop counting it at once
-// rather than after nodeStale.
+// leave stops the refresher and deletes this node's row, so the others
+// stop counting it at once rather than after nodeStale. The node goes on
+// answering requests until the store's listeners stop.
 func (s *Postgres) leave() {
-	if s.cluster.Load() == nil {
+	c := s.cluster.Load()
+	if c == nil {
 		return
 	}
+	close(c.leaving)
+	<-c.refreshed // a refresh in flight must not put the row back
 	ctx, cancel := context.WithTimeout(context.Background(), nodeOpTimeout)
 	defer cancel()
 	if _, err := s.pool.Exec(ctx, `DELETE FROM push.nodes WHERE id = $1`, s.node); err != nil {
