@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -55,6 +56,10 @@ func (s *Server) baseURL(r *http.Request) string {
 }
 
 func (s *Server) handleStats(w http.ResponseWriter, r *http.Request) {
+	all, ok := s.scope(w, r)
+	if !ok {
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 	defer cancel()
 	start := time.Now()
@@ -66,12 +71,17 @@ func (s *Server) handleStats(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, codeUnavailable, "store unavailable: queue stats cannot be read")
 		return
 	}
-	c := s.manager.Counts()
+	c, err := s.manager.Stats(ctx, all)
+	if err != nil {
+		s.clusterError(w, "stats", err)
+		return
+	}
 	body := map[string]any{
 		"totalConnections": c.Connections,
 		"uniqueUsers":      c.Users,
 		"transports":       map[string]int{"sse": c.Transports["sse"], "ws": c.Transports["ws"]},
 		"queueStats":       qs,
+		"nodes":            c.Nodes,
 		"timestamp":        stream.NowMillis(),
 	}
 	if ob, ok := s.manager.Store().(outboxReporter); ok {
@@ -103,8 +113,17 @@ func (s *Server) handleConnections(w http.ResponseWriter, r *http.Request) {
 		s.requestError(w, err)
 		return
 	}
+	all, ok := s.scope(w, r)
+	if !ok {
+		return
+	}
+	conns, err := s.manager.UserConnections(r.Context(), all, user)
+	if err != nil {
+		s.clusterError(w, "connections", err)
+		return
+	}
 	writeJSON(w, http.StatusOK, map[string]any{
-		"userId": user, "connections": s.manager.Connections(user), "timestamp": stream.NowMillis(),
+		"userId": user, "connections": conns, "timestamp": stream.NowMillis(),
 	})
 }
 
@@ -112,6 +131,10 @@ func (s *Server) handleDisconnect(w http.ResponseWriter, r *http.Request) {
 	user, err := userParam(r)
 	if err != nil {
 		s.requestError(w, err)
+		return
+	}
+	all, ok := s.scope(w, r)
+	if !ok {
 		return
 	}
 	body, ok := s.readBody(w, r)
@@ -135,7 +158,11 @@ func (s *Server) handleDisconnect(w http.ResponseWriter, r *http.Request) {
 		}
 		reason = *q.Reason
 	}
-	n := s.manager.DisconnectUser(user, reason)
+	n, err := s.manager.DisconnectEverywhere(r.Context(), all, user, reason)
+	if err != nil {
+		s.clusterError(w, fmt.Sprintf("disconnect; this node ended %d of the user's connections", n), err)
+		return
+	}
 	writeJSON(w, http.StatusOK, map[string]any{
 		"message": "user disconnected", "disconnected": n, "timestamp": stream.NowMillis(),
 	})

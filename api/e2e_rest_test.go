@@ -331,8 +331,11 @@ func TestE2EStatsReflectConnections(t *testing.T) {
 	obj := h.api("GET", "/api/ws/stats", nil).expectStatus(t, 200).object(t)
 	checkShape(t, "GET /api/ws/stats", obj, map[string]string{
 		"totalConnections": "integer", "uniqueUsers": "integer", "transports": "object",
-		"queueStats": "object", "timestamp": "integer",
+		"queueStats": "object", "nodes": "integer", "timestamp": "integer",
 	})
+	if obj["nodes"] != float64(1) {
+		t.Errorf("stats nodes = %v with the in-memory store, want 1", obj["nodes"])
+	}
 	tr, _ := obj["transports"].(map[string]any)
 	checkShape(t, "stats transports", tr, map[string]string{"sse": "integer", "ws": "integer"})
 	qs, _ := obj["queueStats"].(map[string]any)
@@ -406,8 +409,11 @@ func TestE2EConnectionsListing(t *testing.T) {
 	for i, v := range list {
 		c, _ := v.(map[string]any)
 		checkShape(t, fmt.Sprintf("connections[%d]", i), c, map[string]string{
-			"id": "string", "transport": "string", "connectedAt": "integer", "remoteAddr": "string", "userAgent": "string",
+			"id": "string", "node": "string", "transport": "string", "connectedAt": "integer", "remoteAddr": "string", "userAgent": "string",
 		})
+		if c["node"] != h.nodeID(t) {
+			t.Errorf("connections[%d].node = %v, want this node's id %s", i, c["node"], h.nodeID(t))
+		}
 		checkMillis(t, fmt.Sprintf("connections[%d].connectedAt", i), c["connectedAt"])
 		if ra, _ := c["remoteAddr"].(string); !strings.HasPrefix(ra, "127.0.0.1:") {
 			t.Errorf("connections[%d].remoteAddr = %q, want the loopback client address", i, ra)

@@ -158,6 +158,7 @@ func New(manager *stream.Manager, opts Options) *Server {
 	s.api("GET", "/api/ws/stats", s.handleStats)
 	s.api("GET", "/api/ws/connections/:userId", s.handleConnections)
 	s.api("POST", "/api/ws/disconnect/:userId", s.handleDisconnect)
+	s.api("GET", "/api/ws/nodes", s.handleNodes)
 	// Unauthenticated.
 	s.handle("GET", "/healthz", http.HandlerFunc(s.handleHealth))
 	s.handle("GET", "/readyz", http.HandlerFunc(s.handleReady))

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -36,6 +37,10 @@ import (
 // because the table is also the bus and another node may not have read them
 // yet. ReadStream (postgres_read.go) computes a user's window at read time,
 // so age and cap apply even before the retention pass has run.
+//
+// It is also a stream.Cluster: the node registry (postgres_nodes.go) and the
+// requests nodes answer for each other (postgres_cluster.go) go through the
+// same database, so nodes need no addresses of each other.
 type Postgres struct {
 	pool  *pgxpool.Pool
 	cfg   *pgxpool.Config
@@ -57,6 +62,7 @@ type Postgres struct {
 	local      chan []*stream.Message // committed here, for the tail
 	wake       chan struct{}
 	feed       atomic.Pointer[func([]*stream.Message)]
+	cluster    atomic.Pointer[cluster] // set by Join (postgres_nodes.go)
 	stop       chan struct{}
 	stopCtx    context.Context
 	cancel     context.CancelFunc
@@ -96,7 +102,8 @@ func WithChangeDataLimit(n int) PostgresOption {
 // OpenPostgres connects to the database at url, applies pending migrations,
 // and starts the writer (which also relays database-driven changes) and the
 // tail. The pool size is pool_max_conns from the URL, 8 when absent; LISTEN
-// runs on one more, dedicated connection.
+// runs on one more, dedicated connection (and, once the node joins the
+// cluster, its requests on another).
 func OpenPostgres(ctx context.Context, url string, r stream.Retention, logger *slog.Logger, opts ...PostgresOption) (*Postgres, error) {
 	if logger == nil {
 		logger = slog.Default()
@@ -175,10 +182,28 @@ func poolConfig(url string) (*pgxpool.Config, error) {
 	return cfg, nil
 }
 
+// newNodeID names this process among the nodes: the host name (so an
+// operator can tell GET /api/ws/nodes entries apart) and random hex digits
+// (several nodes may share a host). It never contains a space: it is a word
+// of NOTIFY payloads.
 func newNodeID() string {
-	var b [8]byte
+	var b [4]byte
 	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
+	suffix := hex.EncodeToString(b[:])
+	host, _ := os.Hostname()
+	host = strings.Map(func(r rune) rune {
+		if r == '-' || r == '.' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' {
+			return r
+		}
+		return -1
+	}, host)
+	if len(host) > 40 {
+		host = host[:40]
+	}
+	if host == "" {
+		return suffix
+	}
+	return host + "-" + suffix
 }
 
 // Epoch implements stream.Store.
@@ -299,11 +324,13 @@ func (s *Postgres) Ping(ctx context.Context) error {
 	return nil
 }
 
-// Close implements stream.Store: queued appends fail, the writer finishes
-// its transaction, the tail and the listener stop, the pool closes.
+// Close implements stream.Store: the node leaves the registry, queued
+// appends fail, the writer finishes its transaction, the tail and the
+// listeners stop, the pool closes.
 func (s *Postgres) Close() error {
 	s.closeErr.Do(func() {
 		s.closed.Store(true)
+		s.leave()
 		close(s.stop)
 		s.cancel() // aborts the tail's read and the LISTEN wait, not a commit
 		s.wg.Wait()

@@ -42,6 +42,11 @@ type Manager struct {
 	cfg   Config
 	log   *slog.Logger
 
+	// cluster is the store as a Cluster, nil when this node is alone.
+	cluster   Cluster
+	nodeID    string
+	startedAt time.Time
+
 	mu    sync.RWMutex
 	users map[string]*userSessions
 	byTr  map[string]int
@@ -72,7 +77,8 @@ type userSessions struct {
 }
 
 // NewManager creates a manager on store and registers itself as the store's
-// feed.
+// feed; on a store shared by several nodes (a Cluster) it joins the cluster,
+// so that its connections count in every node's answers.
 func NewManager(store Store, cfg Config) *Manager {
 	if cfg.QueueLimit <= 0 {
 		cfg.QueueLimit = 1024
@@ -99,6 +105,7 @@ func NewManager(store Store, cfg Config) *Manager {
 		stop:    make(chan struct{}),
 		stopped: make(chan struct{}),
 	}
+	m.joinCluster(store)
 	store.SetFeed(m.dispatch)
 	go m.flushLoop()
 	if cfg.HeartbeatInterval > 0 {
@@ -122,16 +129,22 @@ func (m *Manager) Publish(ctx context.Context, drafts []Draft) ([]*Message, erro
 
 // NewSession creates a session that is not yet attached.
 func (m *Manager) NewSession(userID, transport, remoteAddr, userAgent string) *Session {
-	var b [8]byte
-	_, _ = rand.Read(b[:])
 	return newSession(m, SessionInfo{
-		ID:          hex.EncodeToString(b[:]),
+		ID:          randomID(),
+		Node:        m.nodeID,
 		UserID:      userID,
 		Transport:   transport,
 		ConnectedAt: NowMillis(),
 		RemoteAddr:  remoteAddr,
 		UserAgent:   userAgent,
 	}, m.cfg.QueueLimit)
+}
+
+// randomID is 16 hex digits from crypto/rand.
+func randomID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 // register adds s to its user's sessions unless a limit or Shutdown refuses

@@ -42,6 +42,7 @@ type CloseReason struct {
 // SessionInfo describes a connection (GET /api/ws/connections/:userId).
 type SessionInfo struct {
 	ID          string `json:"id"`
+	Node        string `json:"node"`
 	UserID      string `json:"-"`
 	Transport   string `json:"transport"`
 	ConnectedAt int64  `json:"connectedAt"`

@@ -43,12 +43,15 @@ type config struct {
 
 	server, apiKey string
 	serverPID      int
+	nodes          []string
+	nodePIDs       []int
+	postgresPID    int
+	databaseURL    string
 	baseline       string
 	baselinePID    int
 	sourceIPs      string
 	cpuProfile     string
 
-	databaseURL     string
 	notify, backlog bool
 }
 
@@ -95,10 +98,13 @@ func parseConfig(name string, args []string) (*config, error) {
 	fs.StringVar(&c.server, "server", "http://127.0.0.1:3001", "pushd base URL (empty: baseline only)")
 	fs.StringVar(&c.apiKey, "api-key", os.Getenv("PUSH_API_KEY"), "pushd API key (default $PUSH_API_KEY)")
 	fs.IntVar(&c.serverPID, "server-pid", 0, "pushd process id, for RSS and CPU from /proc")
+	nodes := fs.String("nodes", "", "pushd nodes of one cluster, comma-separated URLs (instead of --server): subscribers spread round-robin over them, messages published through the first; latency is split by node")
+	nodePIDs := fs.String("node-pids", "", "the --nodes' process ids, in the same order: server CPU and RSS are summed over them")
+	fs.IntVar(&c.postgresPID, "postgres-pid", 0, "PostgreSQL postmaster process id: its and its children's CPU over the measured window")
+	fs.StringVar(&c.databaseURL, "database-url", "", "the nodes' database: statements per second over the measured window (pg_stat_statements when loaded, else transactions); db-changes writes its watched table there")
 	fs.StringVar(&c.baseline, "baseline", "none", "none, auto (start `pushbench baseline-server` as a child on a free loopback port) or the URL of a running one")
 	fs.IntVar(&c.baselinePID, "baseline-pid", 0, "baseline-server process id when --baseline is a URL")
 	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write pushbench's own CPU profile to this file (is the client the bottleneck?)")
-	fs.StringVar(&c.databaseURL, "database-url", os.Getenv("PUSH_DATABASE_URL"), "db-changes: the PostgreSQL database pushd runs on (default $PUSH_DATABASE_URL)")
 	fs.BoolVar(&c.notify, "notify", true, "db-changes: watch the table with notify => true (false: pushd's short poll finds the changes)")
 	fs.BoolVar(&c.backlog, "backlog", false, "db-changes: hold pushd's append lock while committing, then measure the relay draining the backlog")
 	fs.StringVar(&c.sourceIPs, "source-ips", "", "spread client sockets over these source addresses, e.g. 127.0.0.1-127.0.0.20")
@@ -108,6 +114,12 @@ func parseConfig(name string, args []string) (*config, error) {
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments: %q", fs.Args())
 	}
+	c.nodes = parseList(*nodes)
+	pids, err := parsePIDs(*nodePIDs)
+	if err != nil {
+		return nil, fmt.Errorf("--node-pids: %v", err)
+	}
+	c.nodePIDs = pids
 	switch {
 	case c.transport != "sse" && c.transport != "ws":
 		return nil, fmt.Errorf("--transport must be sse or ws")
@@ -121,6 +133,10 @@ func parseConfig(name string, args []string) (*config, error) {
 		return nil, fmt.Errorf("--miss-via must be broadcast or unicast")
 	case c.format != "json" && c.format != "table" && c.format != "both":
 		return nil, fmt.Errorf("--format must be json, table or both")
+	case len(c.nodePIDs) > 0 && len(c.nodePIDs) != len(c.nodes):
+		return nil, fmt.Errorf("--node-pids needs one process id per --nodes URL (%d for %d)", len(c.nodePIDs), len(c.nodes))
+	case c.postgresPID < 0:
+		return nil, fmt.Errorf("--postgres-pid must be a process id")
 	}
 	return c, nil
 }
@@ -212,7 +228,13 @@ func runAll(ctx context.Context, cfg *config, out, tbl io.Writer) ([]*result, er
 		}
 		targets = append(targets, t)
 	}
-	if cfg.server != "" {
+	if len(cfg.nodes) > 0 {
+		t, err := newCluster(cfg.nodes, cfg.apiKey, cfg.nodePIDs, d)
+		if err != nil {
+			return nil, err
+		}
+		targets = append(targets, t)
+	} else if cfg.server != "" {
 		t, err := newTarget("pushd", cfg.server, cfg.apiKey, cfg.serverPID, d)
 		if err != nil {
 			return nil, err

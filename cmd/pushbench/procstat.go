@@ -19,6 +19,7 @@ type procSample struct {
 	RSSKiB  int64         // VmRSS
 	CPU     time.Duration // utime+stime
 	Threads int64
+	Writes  int64 // write-like system calls so far (syscw of /proc/PID/io)
 }
 
 // readProc reads /proc/PID/status and /proc/PID/stat.
@@ -56,6 +57,13 @@ func readProc(pid int) (procSample, error) {
 	ut, _ := strconv.ParseInt(string(f[11]), 10, 64)
 	st, _ := strconv.ParseInt(string(f[12]), 10, 64)
 	s.CPU = time.Duration(ut+st) * time.Second / clockTicks
+	if io, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid)); err == nil {
+		for _, line := range bytes.Split(io, []byte{'\n'}) {
+			if v, ok := bytes.CutPrefix(line, []byte("syscw:")); ok {
+				s.Writes, _ = strconv.ParseInt(string(bytes.TrimSpace(v)), 10, 64)
+			}
+		}
+	}
 	return s, nil
 }
 

@@ -59,10 +59,24 @@ type result struct {
 	ServerThreads     int64   `json:"serverThreads,omitempty"`
 	ServerCPUms       float64 `json:"serverCpuMs,omitempty"`
 	CPUPer1000ms      float64 `json:"serverCpuMsPer1000Deliveries,omitempty"`
+	WritesPerDeliv    float64 `json:"serverWritesPerDelivery,omitempty"`
 	ClientCPUms       float64 `json:"clientCpuMs,omitempty"`
 	ClientCPUPer1000  float64 `json:"clientCpuMsPer1000Deliveries,omitempty"`
 	ServerIdleCPUmsPS float64 `json:"serverIdleCpuMsPerSec,omitempty"`
-	PGCPUms           float64 `json:"postgresCpuMs,omitempty"`
+
+	// Nodes is how many pushd nodes served the run (--nodes); NodeLatency
+	// splits the latency by the node that delivered (the first node is the
+	// one published to).
+	Nodes       int           `json:"nodes,omitempty"`
+	NodeLatency []nodeLatency `json:"nodeLatency,omitempty"`
+
+	// PostgreSQL over the measured window: CPU of the server's processes
+	// and statements (pg_stat_statements calls, else transactions) per
+	// second in the benchmark's database.
+	PostgresCPUms   float64 `json:"postgresCpuMs,omitempty"`
+	PostgresCPUPct  float64 `json:"postgresCpuPercent,omitempty"`
+	PostgresQPS     float64 `json:"postgresQueriesPerSec,omitempty"`
+	PostgresQPSKind string  `json:"postgresQueriesKind,omitempty"`
 
 	// LoadAvg is the host's 1-minute load average at the start and end of
 	// the run: on a shared machine, figures taken under load are suspect.
@@ -97,24 +111,48 @@ func (r *run) fillCommon(res *result) {
 		res.LatP99 = round(lat.quantile(0.99), 3)
 		res.LatMax = round(float64(lat.max.Load())/1e6, 3)
 	}
+	for i := range r.nodeLat {
+		h := &r.nodeLat[i]
+		res.NodeLatency = append(res.NodeLatency, nodeLatency{
+			Node: r.t.nodes[i].String(), Deliveries: int64(h.n.Load()),
+			P50: round(h.quantile(0.50), 3), P99: round(h.quantile(0.99), 3),
+		})
+	}
+	if len(r.t.nodes) > 0 {
+		res.Nodes = len(r.t.nodes)
+	}
 	res.Errors = r.errors()
 	sort.Strings(res.Errors)
 }
 
-// cpuWindow measures server and client CPU over a phase.
-type cpuWindow struct {
-	pid          int
-	before       procSample
-	clientBefore time.Duration
-	ok           bool
+// nodeLatency is the publish-to-receipt latency of one node's subscribers.
+type nodeLatency struct {
+	Node       string  `json:"node"`
+	Deliveries int64   `json:"deliveries"`
+	P50        float64 `json:"p50Ms"`
+	P99        float64 `json:"p99Ms"`
 }
 
-func startCPU(pid int) *cpuWindow {
-	w := &cpuWindow{pid: pid, clientBefore: selfCPU()}
-	if pid > 0 {
+// cpuWindow measures server and client CPU over a phase: the server's
+// summed over every node of a cluster, and PostgreSQL's when asked
+// (--postgres-pid, --database-url).
+type cpuWindow struct {
+	pids         []int
+	before       []procSample
+	clientBefore time.Duration
+	ok           bool
+	pg           *pgWindow
+}
+
+func startCPU(r *run) *cpuWindow {
+	w := &cpuWindow{pids: r.t.allPIDs(), clientBefore: selfCPU()}
+	w.ok = len(w.pids) > 0
+	for _, pid := range w.pids {
 		s, err := readProc(pid)
-		w.before, w.ok = s, err == nil
+		w.before = append(w.before, s)
+		w.ok = w.ok && err == nil
 	}
+	w.pg = startPG(r)
 	return w
 }
 
@@ -125,20 +163,28 @@ func (w *cpuWindow) finish(res *result, deliveries int64) {
 	if deliveries > 0 {
 		res.ClientCPUPer1000 = round(float64(client)/1e6/float64(deliveries)*1000, 3)
 	}
+	w.pg.finish(res)
 	if !w.ok {
 		return
 	}
-	after, err := readProc(w.pid)
-	if err != nil {
-		return
+	var cpu time.Duration
+	var writes int64
+	res.ServerRSSKiB, res.ServerThreads = 0, 0
+	for i, pid := range w.pids {
+		after, err := readProc(pid)
+		if err != nil {
+			return
+		}
+		cpu += after.CPU - w.before[i].CPU
+		writes += after.Writes - w.before[i].Writes
+		res.ServerRSSKiB += after.RSSKiB
+		res.ServerThreads += after.Threads
 	}
-	cpu := after.CPU - w.before.CPU
 	res.ServerCPUms = round(float64(cpu)/1e6, 1)
 	if deliveries > 0 {
 		res.CPUPer1000ms = round(float64(cpu)/1e6/float64(deliveries)*1000, 3)
+		res.WritesPerDeliv = round(float64(writes)/float64(deliveries), 3)
 	}
-	res.ServerRSSKiB = after.RSSKiB
-	res.ServerThreads = after.Threads
 }
 
 func writeJSON(w io.Writer, res *result) {
@@ -181,12 +227,34 @@ var tableRows = []row{
 	{"latency p90", func(r *result) string { return f(r.LatP90, "ms") }},
 	{"latency p99", func(r *result) string { return f(r.LatP99, "ms") }},
 	{"latency max", func(r *result) string { return f(r.LatMax, "ms") }},
+	{"latency p50 / p99 by node", func(r *result) string {
+		var parts []string
+		for i, n := range r.NodeLatency {
+			parts = append(parts, fmt.Sprintf("%d: %s / %s", i+1, f(n.P50, "ms"), f(n.P99, "ms")))
+		}
+		if len(parts) == 0 {
+			return "-"
+		}
+		return strings.Join(parts, ", ")
+	}},
 	{"server RSS", func(r *result) string { return f(float64(r.ServerRSSKiB)/1024, " MiB") }},
 	{"server RSS / conn", func(r *result) string { return f(r.RSSPerConnKiB, " KiB") }},
 	{"server CPU", func(r *result) string { return f(r.ServerCPUms, " ms") }},
 	{"server CPU / 1000 deliv.", func(r *result) string { return f(r.CPUPer1000ms, " ms") }},
+	{"server writes / delivery", func(r *result) string { return f(r.WritesPerDeliv, "") }},
 	{"server idle CPU", func(r *result) string { return f(r.ServerIdleCPUmsPS, " ms/s") }},
-	{"PostgreSQL CPU", func(r *result) string { return f(r.PGCPUms, " ms") }},
+	{"postgres CPU", func(r *result) string {
+		if r.PostgresCPUms == 0 {
+			return "-"
+		}
+		return f(r.PostgresCPUms, " ms") + " (" + f(r.PostgresCPUPct, "%") + " of one core)"
+	}},
+	{"postgres queries/s", func(r *result) string {
+		if r.PostgresQPS == 0 {
+			return "-"
+		}
+		return f(r.PostgresQPS, "/s") + " (" + r.PostgresQPSKind + ")"
+	}},
 	{"client CPU / 1000 deliv.", func(r *result) string { return f(r.ClientCPUPer1000, " ms") }},
 	{"wall time", func(r *result) string { return f(r.WallSeconds, "s") }},
 	{"host load (1 min) start/end", func(r *result) string { return fmt.Sprintf("%.1f / %.1f", r.LoadAvg[0], r.LoadAvg[1]) }},

@@ -49,7 +49,8 @@ type run struct {
 	runID  string
 	marker []byte // "pb:<runID>:"
 
-	lat shardedHist // publish -> receipt
+	lat     shardedHist // publish -> receipt
+	nodeLat []histogram // publish -> receipt by the node that delivered (--nodes)
 	// recvAt, when set, takes receipt times by the marker's time field,
 	// which then holds an index (db-changes: the commit time is known only
 	// after the row is written).
@@ -77,7 +78,11 @@ func newRun(cfg *config, t *target, d *dialer) *run {
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	id := hex.EncodeToString(b[:])
-	return &run{cfg: cfg, t: t, d: d, runID: id, marker: []byte("pb:" + id + ":"), errCount: map[string]int{}}
+	r := &run{cfg: cfg, t: t, d: d, runID: id, marker: []byte("pb:" + id + ":"), errCount: map[string]int{}}
+	if len(t.nodes) > 1 {
+		r.nodeLat = make([]histogram, len(t.nodes))
+	}
+	return r
 }
 
 // body is the marker a published message carries in its body: run id,
@@ -161,7 +166,11 @@ func (r *run) onEvent(s *sub, typ, id, data []byte, t *tally) {
 		}
 		return
 	}
-	r.lat.record(s.idx, t.now.Sub(time.Unix(0, int64(sent))))
+	lat := t.now.Sub(time.Unix(0, int64(sent)))
+	r.lat.record(s.idx, lat)
+	if r.nodeLat != nil {
+		r.nodeLat[s.idx%len(r.nodeLat)].record(lat)
+	}
 }
 
 // flushTally adds t's counts to the run's and s's counters.
@@ -211,11 +220,12 @@ func (r *run) dial(ctx context.Context, s *sub, lastID string) (eventConn, error
 	start := time.Now()
 	cctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
+	base, _ := r.t.nodeOf(s.idx)
 	switch r.cfg.transport {
 	case "ws":
-		c, err = dialWS(cctx, r.d, r.t.base, s.token, lastID)
+		c, err = dialWS(cctx, r.d, base, s.token, lastID)
 	default:
-		c, err = dialSSE(cctx, r.d, r.t.base, s.token, lastID)
+		c, err = dialSSE(cctx, r.d, base, s.token, lastID)
 	}
 	if err != nil {
 		return nil, err

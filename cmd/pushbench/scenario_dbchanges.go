@@ -5,8 +5,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"os"
-	"path/filepath"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -25,6 +23,7 @@ const appendLock int64 = 0x7075736801
 // per INSERT statement and transaction, at --rate rows/s (0 = flat out).
 // Each row carries a marker naming its subscriber and its index; the
 // latency is commit (taken by the writer after COMMIT returns) to receipt.
+// PostgreSQL's CPU is reported with --postgres-pid.
 //
 // --backlog holds pushd's append lock while the rows are committed, so
 // they wait in the outbox as if no pushd ran, then lets go: the drain rate
@@ -100,8 +99,7 @@ func runDBChanges(ctx context.Context, r *run) *result {
 		defer hold.Close(context.Background())
 	}
 	settle(ctx, cfg.settle)
-	cw := startCPU(r.t.pid)
-	pgBefore := postgresCPU()
+	cw := startCPU(r)
 	start := time.Now()
 	b := max(cfg.batch, 1)
 	nb := (len(rows) + b - 1) / b
@@ -153,9 +151,6 @@ func runDBChanges(ctx context.Context, r *run) *result {
 	}
 	r.waitDelivered(ctx, res.Expected, cfg.drain)
 	cw.finish(res, r.delivered.Load())
-	if pg, ok := pgBefore.since(); ok {
-		res.PGCPUms = round(float64(pg)/1e6, 1)
-	}
 	if last := r.lastRecv.Load(); last > 0 {
 		res.DeliveryPS = round(float64(r.delivered.Load())/time.Unix(0, last).Sub(drainStart).Seconds(), 1)
 		if hold != nil {
@@ -187,44 +182,4 @@ func sep(url string) string {
 		return "&"
 	}
 	return "?"
-}
-
-// pgCPU is the CPU time of this machine's PostgreSQL processes at one
-// moment (backends that exit in between are not counted: pushd's pool and
-// the writers' connections stay open for the whole run).
-type pgCPU struct {
-	cpu map[int]time.Duration
-	ok  bool
-}
-
-func postgresCPU() pgCPU {
-	out := pgCPU{cpu: map[int]time.Duration{}}
-	dirs, err := filepath.Glob("/proc/[0-9]*")
-	if err != nil {
-		return out
-	}
-	for _, d := range dirs {
-		comm, err := os.ReadFile(d + "/comm")
-		if err != nil || string(bytes.TrimSpace(comm)) != "postgres" {
-			continue
-		}
-		pid, _ := strconv.Atoi(filepath.Base(d))
-		if s, err := readProc(pid); err == nil {
-			out.cpu[pid] = s.CPU
-			out.ok = true
-		}
-	}
-	return out
-}
-
-// since is the CPU PostgreSQL spent from p to now.
-func (p pgCPU) since() (time.Duration, bool) {
-	if !p.ok {
-		return 0, false
-	}
-	var total time.Duration
-	for pid, cpu := range postgresCPU().cpu {
-		total += cpu - p.cpu[pid] // a new backend counts from zero
-	}
-	return total, true
 }

@@ -18,7 +18,7 @@ func runFanout(ctx context.Context, r *run) *result {
 		return res
 	}
 	settle(ctx, cfg.settle)
-	cw := startCPU(r.t.pid)
+	cw := startCPU(r)
 	start := time.Now()
 	okN, failN, took := publishPaced(ctx, r, cfg.m, cfg.rate, cfg.publishers, func(i int) error {
 		if err := r.t.broadcast(ctx, "pushbench", r.body(i, time.Now())); err != nil {

@@ -18,10 +18,10 @@ func runIdle(ctx context.Context, r *run) *result {
 		return res
 	}
 	settle(ctx, cfg.settle)
-	var before procSample
-	if r.t.pid > 0 {
-		before, _ = readProc(r.t.pid)
-		res.ServerRSSBaseKiB = before.RSSKiB
+	pids := r.t.allPIDs() // every node of a cluster: RSS summed
+	for _, pid := range pids {
+		s, _ := readProc(pid)
+		res.ServerRSSBaseKiB += s.RSSKiB
 	}
 	took, failed := r.connectAll(ctx, subs, false)
 	res.Connections = cfg.n - failed
@@ -30,14 +30,14 @@ func runIdle(ctx context.Context, r *run) *result {
 	if took > 0 {
 		res.ConnectRate = round(float64(res.Connections)/took.Seconds(), 1)
 	}
-	cw := startCPU(r.t.pid)
+	cw := startCPU(r)
 	settle(ctx, cfg.hold)
 	cw.finish(res, 0)
 	if res.ServerCPUms > 0 && cfg.hold > 0 {
 		res.ServerIdleCPUmsPS = round(res.ServerCPUms/cfg.hold.Seconds(), 2)
 	}
-	if r.t.pid > 0 && res.Connections > 0 {
-		res.RSSPerConnKiB = round(float64(res.ServerRSSKiB-before.RSSKiB)/float64(res.Connections), 2)
+	if len(pids) > 0 && res.Connections > 0 {
+		res.RSSPerConnKiB = round(float64(res.ServerRSSKiB-res.ServerRSSBaseKiB)/float64(res.Connections), 2)
 	}
 	if live := r.live.Load(); live != int64(res.Connections) {
 		r.noteErr(fmt.Sprintf("only %d of %d connections still open after the hold", live, res.Connections), nil)

@@ -95,7 +95,7 @@ func runResumeStorm(ctx context.Context, r *run) *result {
 	settle(ctx, cfg.settle)
 
 	// The storm.
-	cw := startCPU(r.t.pid)
+	cw := startCPU(r)
 	primed := r.delivered.Load()
 	stormStart := time.Now()
 	connTook, failed := r.connectAll(ctx, subs, true)

@@ -39,7 +39,7 @@ func runUnicast(ctx context.Context, r *run) *result {
 		s.got = newBitset(counts[i])
 	}
 	settle(ctx, cfg.settle)
-	cw := startCPU(r.t.pid)
+	cw := startCPU(r)
 	start := time.Now()
 	var okN, failN int64
 	var took time.Duration

@@ -18,6 +18,55 @@ type target struct {
 	apiKey string
 	pid    int
 	poster *poster
+
+	// nodes are the bases of every node of a cluster (--nodes), base being
+	// the first: subscriber i connects to nodes[i%len(nodes)], publishing
+	// goes through base. Empty for a single server.
+	nodes []*url.URL
+	// pids are every node's process id (--node-pids), for CPU summed over
+	// the cluster; empty: pid alone.
+	pids []int
+}
+
+// nodeOf is the base URL subscriber idx connects to, and its node's index.
+func (t *target) nodeOf(idx int) (*url.URL, int) {
+	if len(t.nodes) == 0 {
+		return t.base, 0
+	}
+	i := idx % len(t.nodes)
+	return t.nodes[i], i
+}
+
+// allPIDs are the processes whose CPU counts as the server's.
+func (t *target) allPIDs() []int {
+	if len(t.pids) > 0 {
+		return t.pids
+	}
+	if t.pid > 0 {
+		return []int{t.pid}
+	}
+	return nil
+}
+
+// newCluster is the pushd target of --nodes: published to through the
+// first node, subscribed to on all.
+func newCluster(urls []string, apiKey string, pids []int, d *dialer) (*target, error) {
+	t, err := newTarget("pushd", urls[0], apiKey, 0, d)
+	if err != nil {
+		return nil, err
+	}
+	for _, raw := range urls {
+		n, err := newTarget("pushd", raw, apiKey, 0, d)
+		if err != nil {
+			return nil, err
+		}
+		t.nodes = append(t.nodes, n.base)
+	}
+	if len(pids) > 0 {
+		t.pid = pids[0]
+	}
+	t.pids = pids
+	return t, nil
 }
 
 func newTarget(name, rawURL, apiKey string, pid int, d *dialer) (*target, error) {
