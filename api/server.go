@@ -128,6 +128,7 @@ func New(manager *stream.Manager, opts Options) *Server {
 	s.handle("GET", "/readyz", http.HandlerFunc(s.handleReady))
 	s.handle("GET", "/metrics", s.metrics.handler())
 	s.registerStatic()
+	s.registerDocs()
 
 	s.handler = s.metrics.instrument(s.router)
 	return s

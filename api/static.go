@@ -50,6 +50,8 @@ func staticFile(name string, data []byte) http.Handler {
 		ctype = "text/javascript; charset=utf-8"
 	case ".html":
 		ctype = "text/html; charset=utf-8"
+	case ".yaml":
+		ctype = "application/yaml; charset=utf-8"
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
