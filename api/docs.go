@@ -248,13 +248,14 @@ func (sp spec) operation(method, path string, op, defaultSecurity *yaml.Node) do
 		}
 		d.Responses = append(d.Responses, r)
 	}
-	d.Curl = curlExample(method, path, d.Auth, example, d.BodyRequired)
+	streams := sp.get(sp.get(sp.get(sp.get(op, "responses"), "200"), "content"), "text/event-stream") != nil
+	d.Curl = curlExample(method, path, d.Auth, example, d.BodyRequired, streams)
 	return d
 }
 
 // curlExample is a command line that calls the route, with $PUSHD the
 // server's origin and $KEY (or $TOKEN) the credential.
-func curlExample(method, path, auth string, body any, bodyRequired bool) string {
+func curlExample(method, path, auth string, body any, bodyRequired, streams bool) string {
 	path = regexp.MustCompile(`\{(\w+)\}`).ReplaceAllString(path, "alice")
 	var b strings.Builder
 	b.WriteString("curl")
@@ -266,6 +267,8 @@ func curlExample(method, path, auth string, body any, bodyRequired bool) string 
 		return `websocat "ws://${PUSHD#*://}/ws?access_token=$TOKEN"   # or any WebSocket client`
 	case method != "GET":
 		b.WriteString(" -X " + method)
+	case streams:
+		b.WriteString(" -N")
 	}
 	b.WriteString(` "$PUSHD` + path + `"`)
 	if strings.Contains(auth, "apiKey") {

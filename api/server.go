@@ -123,6 +123,7 @@ func New(manager *stream.Manager, opts Options) *Server {
 	s.api("GET", "/api/ws/stats", s.handleStats)
 	s.api("GET", "/api/ws/connections/:userId", s.handleConnections)
 	s.api("POST", "/api/ws/disconnect/:userId", s.handleDisconnect)
+	s.api("GET", tailRoute, s.handleTail)
 	// Unauthenticated.
 	s.handle("GET", "/healthz", http.HandlerFunc(s.handleHealth))
 	s.handle("GET", "/readyz", http.HandlerFunc(s.handleReady))

@@ -42,6 +42,7 @@ type Manager struct {
 	byTr  map[string]int
 
 	cur       *cursorTable
+	taps      taps          // every-message subscribers (tap.go)
 	flushes   atomic.Uint64 // flushCursors calls
 	stop      chan struct{}
 	stopped   chan struct{}
@@ -203,6 +204,7 @@ func (m *Manager) dispatch(batch []*Message) {
 	}
 	m.mu.RUnlock()
 	m.dispatched.Add(uint64(len(batch)))
+	m.feedTaps(batch)
 	// Written after the lock is released: connects and disconnects must not
 	// wait for a fan-out's writes.
 	writers := m.cfg.Writers
