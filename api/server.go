@@ -130,6 +130,7 @@ func New(manager *stream.Manager, opts Options) *Server {
 	s.handle("GET", "/metrics", s.metrics.handler())
 	s.registerStatic()
 	s.registerDocs()
+	s.registerAdminConsole()
 
 	s.handler = s.metrics.instrument(s.router)
 	return s
