@@ -16,6 +16,7 @@ const (
 	tailQueue        = 1000
 	tailCounterEvery = time.Second
 	tailWriteTimeout = 10 * time.Second
+	tailWriteChunk   = 64 << 10
 )
 
 // tailRoute is the admin tail's path.
@@ -82,11 +83,20 @@ func (s *Server) handleTail(w http.ResponseWriter, r *http.Request) {
 	defer ticker.Stop()
 
 	var buf bytes.Buffer
+	// A reader that makes no progress for tailWriteTimeout is cut off; a
+	// slow one that does is not (the deadline is renewed per chunk).
 	write := func() bool {
+		defer buf.Reset()
+		for b := buf.Bytes(); len(b) > 0; {
+			n := min(len(b), tailWriteChunk)
+			_ = rc.SetWriteDeadline(time.Now().Add(tailWriteTimeout))
+			if _, err := w.Write(b[:n]); err != nil {
+				return false
+			}
+			b = b[n:]
+		}
 		_ = rc.SetWriteDeadline(time.Now().Add(tailWriteTimeout))
-		_, err := w.Write(buf.Bytes())
-		buf.Reset()
-		return err == nil && rc.Flush() == nil
+		return rc.Flush() == nil
 	}
 	s.appendCounters(&buf)
 	if !write() {
