@@ -5,13 +5,10 @@ import (
 	"context"
 	"net/http"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/chromedp/chromedp"
 	"github.com/gorilla/websocket"
 )
 
@@ -108,22 +105,7 @@ func TestAdminConsole(t *testing.T) {
 	tb.waitFor("a published rate", "Number(document.getElementById('chart-published-now').textContent.split(' ')[0]) > 0 || document.querySelector('#chart-published polyline')?.getAttribute('points').length > 0", "document.getElementById('chart-published-now').textContent", wait)
 
 	// The screenshot shows the user's connections and the tail.
-	png, err := chromedp.Run(tb.ctx, chromedp.FullScreenshot(100))
-	if err != nil {
-		t.Fatalf("screenshot: %v", err)
-	}
-	dir := os.Getenv("PUSH_ARTIFACTS_DIR")
-	if dir == "" {
-		dir = os.TempDir()
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(dir, "pushd-admin.png")
-	if err := os.WriteFile(path, png, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("admin console screenshot: %s (%d bytes)", path, len(png))
+	tb.saveScreenshot("pushd-admin.png")
 
 	// Kick the user: the count drops and both streams end with the reason.
 	tb.mustEval(`(() => { document.getElementById('disconnect-reason').value = 'kicked by the test'; document.getElementById('disconnect-form').requestSubmit(); return true; })()`, nil)
