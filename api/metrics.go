@@ -176,7 +176,7 @@ func (mt *metrics) instrument(router http.Handler) http.Handler {
 		start := time.Now()
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK, route: "unmatched"}
 		router.ServeHTTP(rec, r)
-		if rec.route != "GET /sse" && rec.route != "GET /ws" {
+		if rec.route != "GET /sse" && rec.route != "GET /ws" && rec.route != "GET "+tailRoute {
 			// A stream's handler lasts as long as the stream on HTTP/2.
 			o, ok := mt.observers.Load(rec.route)
 			if !ok {

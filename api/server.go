@@ -159,11 +159,14 @@ func New(manager *stream.Manager, opts Options) *Server {
 	s.api("GET", "/api/ws/connections/:userId", s.handleConnections)
 	s.api("POST", "/api/ws/disconnect/:userId", s.handleDisconnect)
 	s.api("GET", "/api/ws/nodes", s.handleNodes)
+	s.api("GET", tailRoute, s.handleTail)
 	// Unauthenticated.
 	s.handle("GET", "/healthz", http.HandlerFunc(s.handleHealth))
 	s.handle("GET", "/readyz", http.HandlerFunc(s.handleReady))
 	s.handle("GET", "/metrics", s.metrics.handler())
 	s.registerStatic()
+	s.registerDocs()
+	s.registerAdminConsole()
 
 	s.handler = withRequestID(s.metrics.instrument(s.router))
 	return s

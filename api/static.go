@@ -9,9 +9,11 @@ import (
 	"net/http"
 	"path"
 	"strings"
+
+	"github.com/pushd/pushd/client"
 )
 
-// web holds the browser client, its React bindings and the demo dashboard.
+// web holds the demo dashboard; the client it uses is package client's.
 //
 //go:embed web
 var web embed.FS
@@ -19,10 +21,16 @@ var web embed.FS
 // documentedAssets are the files of web/ that openapi.yaml describes.
 var documentedAssets = map[string]bool{"/": true, "/client.js": true, "/client.d.ts": true, "/react.js": true, "/react.d.ts": true}
 
-// registerStatic serves every file of web/ at /<name>, and index.html at /.
-// Files are revalidated by ETag so a new pushd version is picked up at once.
+// registerStatic serves every file of web/ and of the browser client's
+// package (client/) at /<name>, and index.html at /. Files are revalidated
+// by ETag so a new pushd version is picked up at once.
 func (s *Server) registerStatic() {
 	files, _ := fs.Sub(web, "web")
+	s.serveFiles(files)
+	s.serveFiles(client.Files)
+}
+
+func (s *Server) serveFiles(files fs.FS) {
 	_ = fs.WalkDir(files, ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
@@ -50,6 +58,8 @@ func staticFile(name string, data []byte) http.Handler {
 		ctype = "text/javascript; charset=utf-8"
 	case ".html":
 		ctype = "text/html; charset=utf-8"
+	case ".yaml":
+		ctype = "application/yaml; charset=utf-8"
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()

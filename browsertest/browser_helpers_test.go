@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -236,4 +238,29 @@ func clientOpts(token, transport string, extra map[string]any) map[string]any {
 func jsString(s string) string {
 	b, _ := json.Marshal(s)
 	return string(b)
+}
+
+// saveScreenshot writes a full-page PNG of the tab as name under
+// $PUSH_ARTIFACTS_DIR (default: the temp dir).
+func (tb *tab) saveScreenshot(name string) {
+	tb.t.Helper()
+	png, err := chromedp.Run(tb.ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		tb.t.Fatalf("screenshot: %v", err)
+	}
+	if !strings.HasPrefix(string(png), "\x89PNG") {
+		tb.t.Errorf("screenshot is not a PNG")
+	}
+	dir := os.Getenv("PUSH_ARTIFACTS_DIR")
+	if dir == "" {
+		dir = os.TempDir()
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		tb.t.Fatal(err)
+	}
+	path := filepath.Join(dir, name)
+	if err := os.WriteFile(path, png, 0o644); err != nil {
+		tb.t.Fatal(err)
+	}
+	tb.t.Logf("screenshot: %s (%d bytes)", path, len(png))
 }

@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/url"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -457,25 +455,7 @@ func TestDemoDashboard(t *testing.T) {
 	if w := tb.str("document.documentElement.scrollWidth > document.documentElement.clientWidth"); w != "false" {
 		t.Errorf("the dashboard scrolls horizontally in a 1280 px window")
 	}
-	png, err := chromedp.Run(tb.ctx, chromedp.FullScreenshot(100))
-	if err != nil {
-		t.Fatalf("screenshot: %v", err)
-	}
-	dir := os.Getenv("PUSH_ARTIFACTS_DIR")
-	if dir == "" {
-		dir = os.TempDir()
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(dir, "pushd-dashboard.png")
-	if err := os.WriteFile(path, png, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("dashboard screenshot: %s (%d bytes)", path, len(png))
-	if !strings.HasPrefix(string(png), "\x89PNG") {
-		t.Errorf("screenshot is not a PNG")
-	}
+	tb.saveScreenshot("pushd-dashboard.png")
 }
 
 // The token option may be a provider: it is asked again before each

@@ -55,6 +55,7 @@ type Manager struct {
 	closing bool
 
 	cur       *cursorTable
+	taps      taps          // every-message subscribers (tap.go)
 	flushes   atomic.Uint64 // flushCursors calls
 	stop      chan struct{}
 	stopped   chan struct{}
@@ -242,6 +243,7 @@ func (m *Manager) dispatch(batch []*Message) {
 	}
 	m.mu.RUnlock()
 	m.dispatched.Add(uint64(len(batch)))
+	m.feedTaps(batch)
 	// Written after the lock is released: connects and disconnects must not
 	// wait for a fan-out's writes.
 	writers := m.cfg.Writers

@@ -51,6 +51,7 @@ func printBanner(w io.Writer, cfg *config, addr net.Addr, tokens *auth.Tokens, s
 			fmt.Fprintf(w, "\nDemo dashboard (user %q, token valid %s):\n  %s/#%s\n", cfg.DemoUser, cfg.TokenTTL, base, frag.Encode())
 		}
 	}
+	fmt.Fprintf(w, "\nAdmin console (sign in with the API key): %s/admin\nAPI docs: %s/docs\n", base, base)
 	fmt.Fprintf(w, `
 Try it:
   # 1. get a subscriber token for user alice

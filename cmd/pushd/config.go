@@ -115,34 +115,43 @@ var errHelp = errors.New("help requested")
 // parseConfig reads flags, then PUSH_* variables for flags not given, then
 // validates. Errors are one line, ready for "pushd: <error>".
 func parseConfig(args []string, getenv func(string) string) (*config, error) {
+	c, _, _, err := loadConfig(args, getenv)
+	return c, err
+}
+
+// loadConfig is parseConfig that also returns the flag set holding the
+// values and, per flag, where its value came from ("flag", "env", or
+// absent for the default).
+func loadConfig(args []string, getenv func(string) string) (*config, *flag.FlagSet, map[string]string, error) {
 	c := &config{}
 	fs := newFlagSet(c)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return nil, errHelp
+			return nil, nil, nil, errHelp
 		}
-		return nil, err
+		return nil, nil, nil, err
 	}
 	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected argument %q (subcommands: migrate)", fs.Arg(0))
+		return nil, nil, nil, fmt.Errorf("unexpected argument %q (subcommands: migrate, check-config, version)", fs.Arg(0))
 	}
-	given := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	source := map[string]string{}
+	fs.Visit(func(f *flag.Flag) { source[f.Name] = "flag" })
 	var envErr error
 	fs.VisitAll(func(f *flag.Flag) {
-		if given[f.Name] || envErr != nil {
+		if source[f.Name] != "" || envErr != nil {
 			return
 		}
 		if v := getenv(envName(f.Name)); v != "" {
+			source[f.Name] = "env"
 			if err := f.Value.Set(v); err != nil {
 				envErr = fmt.Errorf("%s=%q: %v", envName(f.Name), v, err)
 			}
 		}
 	})
 	if envErr != nil {
-		return nil, envErr
+		return nil, nil, nil, envErr
 	}
-	return c, c.validate()
+	return c, fs, source, c.validate()
 }
 
 func (c *config) validate() error {
@@ -249,7 +258,7 @@ func randomSecret() string {
 }
 
 func usage(w io.Writer) {
-	fmt.Fprintln(w, "usage: pushd [flags]\n       pushd migrate [flags]   apply the schema to --database-url and exit\n\nEvery flag --foo-bar can be set with the environment variable PUSH_FOO_BAR.\n\nflags:")
+	fmt.Fprintln(w, "usage: pushd [flags]\n       pushd migrate [flags]        apply the schema to --database-url and exit\n       pushd check-config [flags]   validate the configuration (and the database), print it with secrets masked\n       pushd version                print the version and build\n\nEvery flag --foo-bar can be set with the environment variable PUSH_FOO_BAR.\n\nflags:")
 	fs := newFlagSet(&config{})
 	fs.SetOutput(w)
 	fs.PrintDefaults()

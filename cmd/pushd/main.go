@@ -33,6 +33,14 @@ func main() {
 // (one line on stderr), 1 for a failure while serving, 0 after a graceful
 // shutdown.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	if len(args) > 0 {
+		switch args[0] {
+		case "version":
+			return runVersion(args[1:], stdout, stderr)
+		case "check-config":
+			return runCheckConfig(ctx, args[1:], getenv, stdout, stderr)
+		}
+	}
 	migrateOnly := len(args) > 0 && args[0] == "migrate"
 	if migrateOnly {
 		args = args[1:]

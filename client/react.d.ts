@@ -8,7 +8,7 @@ import type {
   PushProviderProps,
   PushReact,
   ReactLike,
-} from './client';
+} from './client.js';
 
 export type {
   DashboardRealtimeOptions,
@@ -17,8 +17,8 @@ export type {
   PushProviderProps,
   PushReact,
   ReactLike,
-} from './client';
-export { PushClient } from './client';
+} from './client.js';
+export { PushClient } from './client.js';
 
 /** Binds the hooks to your application's React (cached per React instance). */
 export declare function createPushReact(React: ReactLike): PushReact;
