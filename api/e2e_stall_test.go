@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // stallMessages × stallBody bytes is far more than loopback socket buffers
@@ -28,6 +29,10 @@ func newStallE2E(t *testing.T) *e2e {
 	return newE2E(t, func(c *e2eConfig) {
 		c.Opts.MaxMessageBytes = 1 << 20
 		c.Keep.MaxCount = 1000
+		// Publishing 12 MiB under the race detector on a loaded host can
+		// take longer than the default; the stalled reader must not be cut
+		// off as too slow while it happens.
+		c.Opts.WriteTimeout = 2 * time.Minute
 	})
 }
 
@@ -56,7 +61,10 @@ func (g *readGate) shut() {
 
 func (g *readGate) reopen() {
 	g.mu.Lock()
-	close(g.open)
+	if g.open != nil {
+		close(g.open)
+		g.open = nil
+	}
 	g.mu.Unlock()
 }
 
@@ -97,6 +105,7 @@ func TestE2EStalledSSEReaderCatchesUp(t *testing.T) {
 	expectConnected(t, sse, "stella", "sse")
 
 	gate.shut() // stop reading
+	t.Cleanup(gate.reopen) // before the client's cleanup, which waits for its reader
 	ids := pushBig(h, "stella")
 	if n := len(h.connections("stella")); n != 1 {
 		t.Fatalf("the stalled reader has %d connections, want 1 (it is under its queue limit)", n)

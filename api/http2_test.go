@@ -37,6 +37,8 @@ func TestSSEOverHTTP2(t *testing.T) {
 	_, _ = io.Copy(io.Discard, pr.Body)
 	pr.Body.Close()
 	lines := make(chan string)
+	done := make(chan struct{})
+	defer close(done)
 	go func() {
 		br := bufio.NewReader(resp.Body)
 		for {
@@ -45,7 +47,11 @@ func TestSSEOverHTTP2(t *testing.T) {
 				close(lines)
 				return
 			}
-			lines <- l
+			select {
+			case lines <- l:
+			case <-done: // the test has what it wanted
+				return
+			}
 		}
 	}()
 	deadline := time.After(10 * time.Second)

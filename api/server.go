@@ -40,6 +40,10 @@ type Options struct {
 	RateLimit  float64
 	RateBurst  int
 	RetryAfter time.Duration
+	// WriteTimeout bounds one socket write to a subscriber (a peer that
+	// takes nothing for this long is cut off as too slow); 0 means
+	// DefaultWriteTimeout.
+	WriteTimeout time.Duration
 	// ConnectRateLimit is new subscriber connections per second per client
 	// address (0 = off), with bursts of ConnectRateBurst.
 	ConnectRateLimit float64
@@ -58,6 +62,9 @@ type Options struct {
 	BodyReadTimeout time.Duration
 	Logger          *slog.Logger
 }
+
+// DefaultWriteTimeout is how long one socket write to a subscriber may take.
+const DefaultWriteTimeout = 10 * time.Second
 
 // Server is the HTTP handler of one pushd node.
 type Server struct {
@@ -97,6 +104,9 @@ func New(manager *stream.Manager, opts Options) *Server {
 	if opts.MaxBatchBytes <= 0 {
 		opts.MaxBatchBytes = 16 << 20
 	}
+	if opts.WriteTimeout <= 0 {
+		opts.WriteTimeout = DefaultWriteTimeout
+	}
 	if opts.RetryAfter <= 0 {
 		opts.RetryAfter = time.Second
 	}
@@ -134,13 +144,13 @@ func New(manager *stream.Manager, opts Options) *Server {
 	subs := &auth.Subscribers{Tokens: opts.Tokens, Required: opts.AuthRequired}
 	sseHandler := &sse.Handler{
 		Manager: manager, Subscribers: subs,
-		Padding: opts.SSEPadding, Retry: time.Second, WriteTimeout: 10 * time.Second,
+		Padding: opts.SSEPadding, Retry: time.Second, WriteTimeout: opts.WriteTimeout,
 		OnError: writeError, OnRefused: s.refuse, ShutdownRetry: 3 * time.Second, Logger: s.log,
 	}
 	wsHandler := &ws.Handler{
 		Manager: manager, Subscribers: subs, CheckOrigin: s.originAllowed,
 		Heartbeat: opts.HeartbeatInterval, HeartbeatTimeout: opts.HeartbeatTimeout,
-		AuthTimeout: opts.AuthTimeout, ReadLimit: 64 << 10, WriteTimeout: 10 * time.Second,
+		AuthTimeout: opts.AuthTimeout, ReadLimit: 64 << 10, WriteTimeout: opts.WriteTimeout,
 		SlowGrace: 2 * time.Second, OnRefused: s.refuse, Compression: opts.WSCompression, Logger: s.log,
 	}
 
