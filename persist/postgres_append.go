@@ -154,18 +154,18 @@ func (s *Postgres) commitGroup(group []*appendReq) {
 			s.log.Debug("bounds of kept messages not loaded", "err", err)
 		}
 	}
-	msgs, err := s.commit(live)
-	if err != nil && len(live) > 1 && !errors.Is(err, stream.ErrUnavailable) {
+	res, fresh, err := s.commit(live)
+	if err != nil && len(live) > 1 && !errors.Is(err, stream.ErrUnavailable) && !errors.Is(err, stream.ErrOutcomeUnknown) {
 		// Not an outage but a statement error: retry one by one so only
 		// the culprit fails.
 		for _, r := range live {
-			m, err := s.commit([]*appendReq{r})
+			res, fresh, err := s.commit([]*appendReq{r})
 			if err != nil {
 				r.done <- appendRes{err: err}
 				continue
 			}
-			r.done <- appendRes{msgs: m}
-			s.handToTail(m)
+			r.done <- res[0]
+			s.handToTail(fresh)
 		}
 		return
 	}
@@ -175,17 +175,18 @@ func (s *Postgres) commitGroup(group []*appendReq) {
 		}
 		return
 	}
-	i := 0
-	for _, r := range live {
-		r.done <- appendRes{msgs: msgs[i : i+len(r.drafts) : i+len(r.drafts)]}
-		i += len(r.drafts)
+	for i, r := range live {
+		r.done <- res[i]
 	}
-	s.handToTail(msgs)
+	s.handToTail(fresh)
 }
 
 // handToTail gives committed messages to the tail, which feeds them without
 // reading them back when nothing from another node came in between.
 func (s *Postgres) handToTail(msgs []*stream.Message) {
+	if len(msgs) == 0 {
+		return
+	}
 	select {
 	case s.local <- msgs:
 	default:
@@ -193,22 +194,28 @@ func (s *Postgres) handToTail(msgs []*stream.Message) {
 	}
 }
 
-// commit appends the drafts of group in one transaction: a pipelined batch
-// (one round trip) that PostgreSQL runs as one implicit transaction.
+// commitOnce appends the drafts of group in one transaction: a pipelined
+// batch (one round trip) that PostgreSQL runs as one implicit transaction.
+// It returns every call's answer and the messages stored (repeats of
+// idempotency keys are answered, not stored).
 //
 // The memory store applies retention draft by draft; here it is applied per
 // segment of drafts, with the same result as long as no user's conflated
 // draft follows another draft of the same user within a segment (a trim in
 // between could drop, and count, the message the conflated draft would
 // supersede). segments cuts there; usually the whole group is one segment.
-func (s *Postgres) commit(group []*appendReq) ([]*stream.Message, error) {
-	var flat []stream.Draft
-	for _, r := range group {
-		flat = append(flat, r.drafts...)
-	}
+func (s *Postgres) commitOnce(group []*appendReq) ([]appendRes, []*stream.Message, error) {
 	// Not the store's stop context: Close lets a commit in flight finish.
 	ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
 	defer cancel()
+	plan, err := s.planGroup(ctx, group, s.r.Clock().UnixMilli())
+	if err != nil {
+		return nil, nil, err
+	}
+	flat := plan.keys.fresh
+	if len(flat) == 0 {
+		return plan.results(s.epoch, group, nil), nil, nil
+	}
 	cutoff := s.cutoff(s.r.Clock())
 	kept := s.kept.group()
 	b := &pgx.Batch{}
@@ -216,12 +223,13 @@ func (s *Postgres) commit(group []*appendReq) ([]*stream.Message, error) {
 	for _, seg := range segments(flat) {
 		s.queueSegment(b, seg, cutoff, kept)
 	}
+	plan.queueKeys(b, s.r.KeyTTL().Milliseconds())
 	b.Queue(`SELECT pg_notify($1, $2)`, pushsql.NotifyChannel, s.node)
 
 	var base int64 = -1
 	var looked []map[string][]int64 // per trim statement: user -> what it returned
 	br := s.pool.SendBatch(ctx, b)
-	err := func() error {
+	err = func() error {
 		for _, q := range b.QueuedQueries {
 			switch q.SQL {
 			case sqlInsert:
@@ -263,7 +271,7 @@ func (s *Postgres) commit(group []*appendReq) ([]*stream.Message, error) {
 	}
 	if err != nil {
 		s.kept.reset()
-		return nil, s.fail(ctx, "append", err)
+		return nil, nil, s.fail(ctx, "append", err)
 	}
 	kept.commit(base, base+int64(len(flat)), looked)
 	out := make([]*stream.Message, len(flat))
@@ -273,7 +281,7 @@ func (s *Postgres) commit(group []*appendReq) ([]*stream.Message, error) {
 		}
 		out[i] = stream.NewMessage(s.epoch, uint64(base)+uint64(i)+1, d)
 	}
-	return out, nil
+	return plan.results(s.epoch, group, out), out, nil
 }
 
 // segments splits drafts where a user's conflated draft follows another

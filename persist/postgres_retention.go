@@ -329,7 +329,7 @@ func (s *Postgres) expire(ctx context.Context, conn *pgxpool.Conn) (int, error) 
 			break
 		}
 	}
-	return total, nil
+	return total, s.purgeKeys(ctx, conn)
 }
 
 // lockedCount runs query (which returns one count) and then, if not empty,

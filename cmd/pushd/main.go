@@ -134,7 +134,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 }
 
 func openStore(ctx context.Context, cfg *config, logger *slog.Logger) (stream.Store, error) {
-	r := stream.Retention{MaxCount: cfg.OfflineMaxCount, TTL: cfg.OfflineTTL}
+	r := stream.Retention{MaxCount: cfg.OfflineMaxCount, TTL: cfg.OfflineTTL, IdempotencyTTL: cfg.IdempotencyTTL}
 	if !cfg.OfflineEnabled {
 		r.MaxCount = 0
 	}
