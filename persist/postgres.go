@@ -61,6 +61,12 @@ type Postgres struct {
 	wg         sync.WaitGroup
 	closed     atomic.Bool
 	closeErr   sync.Once
+	// marks counts the writer's groups; outcomes how commits in doubt were
+	// settled (postgres_outcome.go).
+	marks    int64
+	outcomes outcomeCounts
+	// outcomeWindow, when not zero, replaces outcomeWindow (tests).
+	outcomeWindow time.Duration
 }
 
 // Defaults of the PostgreSQL store.
@@ -142,6 +148,7 @@ func poolConfig(url string) (*pgxpool.Config, error) {
 		cfg.ConnConfig.RuntimeParams["jit"] = "off"
 	}
 	cfg.HealthCheckPeriod = 15 * time.Second
+	cfg.AfterConnect = rememberBackend
 	return cfg, nil
 }
 

@@ -41,8 +41,9 @@ type appendRes struct {
 }
 
 // Append implements stream.Store. It returns only after the transaction
-// holding the drafts committed; when the outcome is unknown (connection lost
-// during commit) it returns an error, never success.
+// holding the drafts committed; when the connection is lost during the
+// commit it finds out whether it committed (postgres_outcome.go) and fails
+// with stream.ErrOutcomeUnknown only when it cannot tell.
 func (s *Postgres) Append(ctx context.Context, drafts []stream.Draft) ([]*stream.Message, error) {
 	if err := s.usable(); err != nil {
 		return nil, err
@@ -224,11 +225,18 @@ func (s *Postgres) commitOnce(group []*appendReq) ([]appendRes, []*stream.Messag
 		s.queueSegment(b, seg, cutoff, kept)
 	}
 	plan.queueKeys(b, s.r.KeyTTL().Milliseconds())
+	f := s.queueMark(b, len(flat))
 	b.Queue(`SELECT pg_notify($1, $2)`, pushsql.NotifyChannel, s.node)
 
 	var base int64 = -1
 	var looked []map[string][]int64 // per trim statement: user -> what it returned
-	br := s.pool.SendBatch(ctx, b)
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		s.kept.reset()
+		return nil, nil, s.fail(ctx, "append", err)
+	}
+	f.boarded(conn)
+	br := conn.SendBatch(ctx, b)
 	err = func() error {
 		for _, q := range b.QueuedQueries {
 			switch q.SQL {
@@ -269,11 +277,15 @@ func (s *Postgres) commitOnce(group []*appendReq) ([]appendRes, []*stream.Messag
 	if cerr := br.Close(); err == nil {
 		err = cerr
 	}
+	conn.Release()
 	if err != nil {
 		s.kept.reset()
-		return nil, nil, s.fail(ctx, "append", err)
+		if base, err = s.settle(f, err); err != nil {
+			return nil, nil, err
+		}
+	} else {
+		kept.commit(base, base+int64(len(flat)), looked)
 	}
-	kept.commit(base, base+int64(len(flat)), looked)
 	out := make([]*stream.Message, len(flat))
 	for i, d := range flat {
 		if len(d.Exclude) == 0 {
