@@ -67,6 +67,9 @@ type Postgres struct {
 	outcomes outcomeCounts
 	// outcomeWindow, when not zero, replaces outcomeWindow (tests).
 	outcomeWindow time.Duration
+	// settling: the writer is learning an outcome and the database does not
+	// answer; appends are refused meanwhile.
+	settling atomic.Bool
 }
 
 // Defaults of the PostgreSQL store.

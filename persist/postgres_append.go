@@ -51,6 +51,9 @@ func (s *Postgres) Append(ctx context.Context, drafts []stream.Draft) ([]*stream
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	if s.settling.Load() {
+		return nil, errInDoubt
+	}
 	if len(drafts) == 0 {
 		return []*stream.Message{}, nil
 	}
@@ -238,7 +241,8 @@ func (s *Postgres) commitOnce(group []*appendReq) ([]appendRes, []*stream.Messag
 	f.boarded(conn)
 	br := conn.SendBatch(ctx, b)
 	err = func() error {
-		for _, q := range b.QueuedQueries {
+		for i, q := range b.QueuedQueries {
+			f.replied = i > 0
 			switch q.SQL {
 			case sqlInsert:
 				var segBase int64

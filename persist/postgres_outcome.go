@@ -75,7 +75,16 @@ type flight struct {
 	n     int // drafts
 	pid   uint32
 	start time.Time // zero when unknown
+	// replied: the server answered the batch's first statement. An error
+	// the server sent before that (a FATAL for a connection it ended while
+	// idle) came before anything of the batch ran.
+	replied bool
 }
+
+// errInDoubt refuses appends while the writer learns an outcome from a
+// database that does not answer: they would queue behind it for up to
+// outcomeWindow and then fail anyway.
+var errInDoubt = fmt.Errorf("persist: postgres: a commit is in doubt and the database does not answer: %w", stream.ErrUnavailable)
 
 // queueMark numbers the group and queues the write of the writer's mark.
 func (s *Postgres) queueMark(b *pgx.Batch, n int) *flight {
@@ -97,7 +106,8 @@ func (f *flight) boarded(conn *pgxpool.Conn) {
 // learnt: on commit it returns the group's base position and no error.
 func (s *Postgres) settle(f *flight, err error) (int64, error) {
 	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && pgErr.Severity == "ERROR" || pgconn.SafeToRetry(err) {
+	isPg := errors.As(err, &pgErr)
+	if isPg && (pgErr.Severity == "ERROR" || !f.replied) || pgconn.SafeToRetry(err) {
 		return 0, s.fail(context.Background(), "append", err)
 	}
 	window := outcomeWindow
@@ -119,12 +129,31 @@ func (s *Postgres) settle(f *flight, err error) (int64, error) {
 			s.log.Info("the commit in doubt had not committed", "messages", f.n)
 			return 0, fmt.Errorf("persist: postgres append: not committed: %w: %w", stream.ErrUnavailable, err)
 		}
+		if !errors.Is(lerr, errBackendAlive) { // the database does not answer
+			if !s.settling.Swap(true) {
+				defer s.settling.Store(false)
+			}
+			s.refuseQueued()
+		}
 		select {
 		case <-ctx.Done():
 			s.outcomes.unknown.Add(1)
 			s.log.Error("could not learn whether a commit went through", "err", lerr, "messages", f.n)
 			return 0, fmt.Errorf("persist: postgres append: %w: %w (learning it: %w)", stream.ErrOutcomeUnknown, err, lerr)
 		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// refuseQueued fails the appends queued behind the writer while it learns
+// an outcome: nothing of theirs was sent.
+func (s *Postgres) refuseQueued() {
+	for {
+		select {
+		case r := <-s.reqs:
+			r.done <- appendRes{err: errInDoubt}
+		default:
+			return
 		}
 	}
 }

@@ -106,10 +106,12 @@ func TestPostgresCrashMidCommit(t *testing.T) {
 		time.Sleep(time.Duration(rand.IntN(300)) * time.Millisecond)
 		cluster.Start(t)
 	}
-	after := stream.Draft{Type: stream.TypeNotification, UserID: "after", Payload: []byte(`{"title":"t","body":"after"}`)}
+	attempt := 0
 	waitUntil(t, "an append to succeed after the last restart", 20*time.Second, func() bool {
-		ms, err := s.Append(bg, []stream.Draft{after})
-		log.record("after", ms, err)
+		attempt++
+		body := "after-" + strconv.Itoa(attempt)
+		ms, err := s.Append(bg, []stream.Draft{{Type: stream.TypeNotification, UserID: "after", Payload: []byte(`{"title":"t","body":"` + body + `"}`)}})
+		log.record(body, ms, err)
 		return err == nil
 	})
 	close(stop)
