@@ -1,6 +1,10 @@
 package persist
 
-import "github.com/pushd/pushd/stream"
+import (
+	"slices"
+
+	"github.com/pushd/pushd/stream"
+)
 
 // Idempotent appends (CONTRACT §5 "Idempotent publishing"), the part both
 // stores share: deciding, draft by draft, whether a keyed draft is new, a
@@ -37,13 +41,30 @@ type source struct {
 	first keptKey
 }
 
+// callPlan says where one call's messages come from: per draft (srcs), or,
+// when srcs is nil (no draft of the call has a key), fresh[first:] in
+// order.
+type callPlan struct {
+	first int
+	srcs  []source
+}
+
 func newKeyedAppend(kept func(string) (keptKey, bool)) *keyedAppend {
 	return &keyedAppend{kept: kept}
 }
 
 // plan adds the drafts of one call. On a conflict it returns a
 // *stream.KeyConflictError and adds nothing of the call.
-func (k *keyedAppend) plan(drafts []stream.Draft) ([]source, error) {
+func (k *keyedAppend) plan(drafts []stream.Draft) (callPlan, error) {
+	if !slices.ContainsFunc(drafts, func(d stream.Draft) bool { return d.IdempotencyKey != "" }) {
+		cp := callPlan{first: len(k.fresh)}
+		if len(k.fresh) == 0 {
+			k.fresh = drafts[:len(drafts):len(drafts)] // no copy on the common path
+		} else {
+			k.fresh = append(k.fresh, drafts...)
+		}
+		return cp, nil
+	}
 	srcs := make([]source, len(drafts))
 	var mine map[string]int // keys of this call's new drafts -> draft index
 	n := len(k.fresh)
@@ -51,7 +72,7 @@ func (k *keyedAppend) plan(drafts []stream.Draft) ([]source, error) {
 		if d.IdempotencyKey != "" {
 			fp, src, ok := k.find(d.IdempotencyKey, drafts, srcs, mine)
 			if ok && fp != d.Fingerprint {
-				return nil, &stream.KeyConflictError{Index: i, Key: d.IdempotencyKey}
+				return callPlan{}, &stream.KeyConflictError{Index: i, Key: d.IdempotencyKey}
 			}
 			if ok {
 				srcs[i] = src
@@ -78,7 +99,7 @@ func (k *keyedAppend) plan(drafts []stream.Draft) ([]source, error) {
 		}
 		k.fresh = append(k.fresh, d)
 	}
-	return srcs, nil
+	return callPlan{srcs: srcs}, nil
 }
 
 // find looks key up: among the call's own new drafts so far, then this
@@ -98,9 +119,12 @@ func (k *keyedAppend) find(key string, drafts []stream.Draft, srcs []source, min
 
 // messages builds one call's result from its sources and the stored fresh
 // messages.
-func (k *keyedAppend) messages(epoch string, drafts []stream.Draft, srcs []source, fresh []*stream.Message) []*stream.Message {
+func (k *keyedAppend) messages(epoch string, drafts []stream.Draft, cp callPlan, fresh []*stream.Message) []*stream.Message {
+	if cp.srcs == nil {
+		return fresh[cp.first : cp.first+len(drafts) : cp.first+len(drafts)]
+	}
 	out := make([]*stream.Message, len(drafts))
-	for i, src := range srcs {
+	for i, src := range cp.srcs {
 		if src.fresh >= 0 {
 			out[i] = fresh[src.fresh]
 			continue

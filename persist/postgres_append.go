@@ -284,7 +284,7 @@ func (s *Postgres) commitOnce(group []*appendReq) ([]appendRes, []*stream.Messag
 	conn.Release()
 	if err != nil {
 		s.kept.reset()
-		if base, err = s.settle(f, err); err != nil {
+		if base, err = s.settle(ctx, f, err); err != nil {
 			return nil, nil, err
 		}
 	} else {

@@ -51,10 +51,10 @@ DELETE FROM push.idempotency WHERE key IN (
 // groupPlan is a group's idempotency plan: the drafts to store, and per
 // call where its messages come from or why it failed.
 type groupPlan struct {
-	keys *keyedAppend
-	srcs [][]source // per call; nil when the call failed
-	errs []error    // per call
-	now  int64
+	keys  *keyedAppend
+	calls []callPlan // per call
+	errs  []error    // per call
+	now   int64
 }
 
 // planGroup looks up the group's keys and plans it.
@@ -67,8 +67,9 @@ func (s *Postgres) planGroup(ctx context.Context, group []*appendReq, now int64)
 			}
 		}
 	}
-	kept := map[string]keptKey{}
+	var kept map[string]keptKey
 	if len(keys) > 0 {
+		kept = make(map[string]keptKey, len(keys))
 		rows, err := s.pool.Query(ctx, sqlLookupKeys, keys, now)
 		if err != nil {
 			return nil, s.fail(ctx, "look up idempotency keys", err)
@@ -86,13 +87,13 @@ func (s *Postgres) planGroup(ctx context.Context, group []*appendReq, now int64)
 		}
 	}
 	p := &groupPlan{
-		keys: newKeyedAppend(func(key string) (keptKey, bool) { k, ok := kept[key]; return k, ok }),
-		srcs: make([][]source, len(group)),
-		errs: make([]error, len(group)),
-		now:  now,
+		keys:  newKeyedAppend(func(key string) (keptKey, bool) { k, ok := kept[key]; return k, ok }),
+		calls: make([]callPlan, len(group)),
+		errs:  make([]error, len(group)),
+		now:   now,
 	}
 	for i, r := range group {
-		p.srcs[i], p.errs[i] = p.keys.plan(r.drafts)
+		p.calls[i], p.errs[i] = p.keys.plan(r.drafts)
 	}
 	return p, nil
 }
@@ -136,7 +137,7 @@ func (p *groupPlan) results(epoch string, group []*appendReq, fresh []*stream.Me
 			out[i] = appendRes{err: p.errs[i]}
 			continue
 		}
-		out[i] = appendRes{msgs: p.keys.messages(epoch, r.drafts, p.srcs[i], fresh)}
+		out[i] = appendRes{msgs: p.keys.messages(epoch, r.drafts, p.calls[i], fresh)}
 	}
 	return out
 }

@@ -104,11 +104,11 @@ func (f *flight) boarded(conn *pgxpool.Conn) {
 // the transaction was rolled back and an error before anything was sent
 // means it never began: the error as it is. Otherwise the outcome is
 // learnt: on commit it returns the group's base position and no error.
-func (s *Postgres) settle(f *flight, err error) (int64, error) {
+func (s *Postgres) settle(commitCtx context.Context, f *flight, err error) (int64, error) {
 	var pgErr *pgconn.PgError
 	isPg := errors.As(err, &pgErr)
 	if isPg && (pgErr.Severity == "ERROR" || !f.replied) || pgconn.SafeToRetry(err) {
-		return 0, s.fail(context.Background(), "append", err)
+		return 0, s.fail(commitCtx, "append", err)
 	}
 	window := outcomeWindow
 	if s.outcomeWindow > 0 {

@@ -76,30 +76,17 @@ func TestPostgresCrashMidCommit(t *testing.T) {
 	s.SetFeed(fed.feed)
 	log := &outcomeLog{ok: map[string]uint64{}}
 
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for w := range 6 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				body := strconv.Itoa(w*1_000_000 + i)
-				d := stream.Draft{Type: stream.TypeNotification, UserID: "u" + strconv.Itoa(w), Payload: []byte(`{"title":"t","body":"` + body + `"}`)}
-				ctx, cancel := context.WithTimeout(bg, 20*time.Second)
-				ms, err := s.Append(ctx, []stream.Draft{d})
-				cancel()
-				log.record(body, ms, err)
-				if err != nil {
-					time.Sleep(20 * time.Millisecond) // a publisher backs off a little
-				}
-			}
-		}()
-	}
+	stop := untilStopped(6, func(w, i int) {
+		body := strconv.Itoa(w*1_000_000 + i)
+		d := stream.Draft{Type: stream.TypeNotification, UserID: "u" + strconv.Itoa(w), Payload: []byte(`{"title":"t","body":"` + body + `"}`)}
+		ctx, cancel := context.WithTimeout(bg, 20*time.Second)
+		ms, err := s.Append(ctx, []stream.Draft{d})
+		cancel()
+		log.record(body, ms, err)
+		if err != nil {
+			time.Sleep(20 * time.Millisecond) // a publisher backs off a little
+		}
+	})
 	for range crashCycles(t) {
 		time.Sleep(time.Duration(150+rand.IntN(250)) * time.Millisecond)
 		cluster.Crash(t)
@@ -114,8 +101,7 @@ func TestPostgresCrashMidCommit(t *testing.T) {
 		log.record(body, ms, err)
 		return err == nil
 	})
-	close(stop)
-	wg.Wait()
+	stop()
 
 	stored := readBodies(t, url)
 	log.mu.Lock()
@@ -301,7 +287,7 @@ func TestPostgresOutcomeWaitsForTheOldBackend(t *testing.T) {
 	if err != nil || committed {
 		t.Fatalf("learn after the old backend ended: committed %v, err %v; want not committed", committed, err)
 	}
-	base, err := s.settle(f, io.ErrUnexpectedEOF)
+	base, err := s.settle(bg, f, io.ErrUnexpectedEOF)
 	if !errors.Is(err, stream.ErrUnavailable) || errors.Is(err, stream.ErrOutcomeUnknown) {
 		t.Fatalf("settle: base %d, err %v; want ErrUnavailable", base, err)
 	}
@@ -319,7 +305,7 @@ func TestPostgresOutcomeUnknown(t *testing.T) {
 	s.outcomeWindow = time.Second
 	proxy.Cut()
 	start := time.Now()
-	_, err := s.settle(&flight{mark: 99, n: 1}, io.ErrUnexpectedEOF)
+	_, err := s.settle(bg, &flight{mark: 99, n: 1}, io.ErrUnexpectedEOF)
 	if !errors.Is(err, stream.ErrOutcomeUnknown) || errors.Is(err, stream.ErrUnavailable) {
 		t.Fatalf("settle with the database out of reach: %v, want ErrOutcomeUnknown only", err)
 	}

@@ -10,12 +10,10 @@ package main
 // every accepted message exactly once, in order.
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -255,46 +253,19 @@ type faultEvent struct{ id, typ, body string }
 
 func openFaultSub(t *testing.T, n *node, user string) *faultSub {
 	t.Helper()
-	tok := n.post(t, "/api/ws/connect", fmt.Sprintf(`{"userId":%q}`, user))["token"].(string)
-	conn, err := net.Dial("tcp", strings.TrimPrefix(n.base, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	fmt.Fprintf(conn, "GET /sse?access_token=%s HTTP/1.1\r\nHost: x\r\n\r\n", tok)
 	s := &faultSub{name: fmt.Sprintf("SSE(%s on %s)", user, n.base), user: user, events: make(chan faultEvent, 100000)}
-	go func() {
-		defer s.ended.Store(true)
-		br := bufio.NewReader(conn)
-		var e faultEvent
-		for {
-			line, err := br.ReadString('\n')
-			if err != nil {
-				return
+	n.subscribe(t, user, func(id, typ, data string) {
+		switch typ {
+		case "connected":
+			s.connects.Add(1)
+		case "notification":
+			var env struct {
+				Payload struct{ Body string } `json:"payload"`
 			}
-			line = strings.TrimRight(line, "\r\n")
-			switch {
-			case strings.HasPrefix(line, "id: "):
-				e.id = line[4:]
-			case strings.HasPrefix(line, "event: "):
-				e.typ = line[7:]
-			case strings.HasPrefix(line, "data: "):
-				var env struct {
-					Payload struct{ Body string } `json:"payload"`
-				}
-				_ = json.Unmarshal([]byte(line[6:]), &env)
-				e.body = env.Payload.Body
-			case line == "" && e.typ != "":
-				switch e.typ {
-				case "connected":
-					s.connects.Add(1)
-				case "notification":
-					s.events <- e
-				}
-				e = faultEvent{}
-			}
+			_ = json.Unmarshal([]byte(data), &env)
+			s.events <- faultEvent{id: id, typ: typ, body: env.Payload.Body}
 		}
-	}()
+	}, func() { s.ended.Store(true) })
 	return s
 }
 
