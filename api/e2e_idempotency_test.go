@@ -61,8 +61,15 @@ func TestE2EIdempotentPushEveryRoute(t *testing.T) {
 		}
 		_ = json.Unmarshal(first.Body, &out)
 		ids = append(ids, out.ID)
+		if first.Header.Get("Idempotent-Replayed") != "" {
+			t.Errorf("%s: a first publish is marked Idempotent-Replayed", rt.path)
+		}
 		time.Sleep(2 * time.Millisecond) // a repeat must not take a new timestamp
-		sameBody(t, rt.path+" repeat", h.keyed(rt.path, key, rt.body).expectStatus(t, 202), first)
+		again := h.keyed(rt.path, key, rt.body).expectStatus(t, 202)
+		sameBody(t, rt.path+" repeat", again, first)
+		if again.Header.Get("Idempotent-Replayed") != "true" {
+			t.Errorf("%s: a repeat lacks Idempotent-Replayed: true", rt.path)
+		}
 		sameBody(t, rt.path+" repeat, encoded differently", h.keyed(rt.path, key, rt.reordered).expectStatus(t, 202), first)
 		msg := h.keyed(rt.path, key, rt.other).expectError(t, 409, "conflict")
 		if !strings.Contains(msg, "Idempotency-Key") {
@@ -73,6 +80,10 @@ func TestE2EIdempotentPushEveryRoute(t *testing.T) {
 		h.keyed(other.path, key, other.body).expectError(t, 409, "conflict")
 	}
 	expectIDs(t, sub, ids...)
+	// Repeats are not counted as published.
+	if n, _ := h.metric("pushd_messages_published_total"); n != float64(len(routes)) {
+		t.Errorf("pushd_messages_published_total = %v, want %d (repeats do not count)", n, len(routes))
+	}
 	marker := h.notify("ida", "marker")
 	expectMarker(t, sub, marker, "a repeat must not be delivered again")
 	// Nor stored: a resume from the start finds each message once.
@@ -95,7 +106,11 @@ func TestE2EIdempotentBatch(t *testing.T) {
 	}}
 	first := h.keyed("/api/ws/push/batch", "batch-1", batch).expectStatus(t, 202)
 	time.Sleep(2 * time.Millisecond)
-	sameBody(t, "batch repeat", h.keyed("/api/ws/push/batch", "batch-1", batch).expectStatus(t, 202), first)
+	repeat := h.keyed("/api/ws/push/batch", "batch-1", batch).expectStatus(t, 202)
+	sameBody(t, "batch repeat", repeat, first)
+	if repeat.Header.Get("Idempotent-Replayed") != "true" || first.Header.Get("Idempotent-Replayed") != "" {
+		t.Errorf("Idempotent-Replayed: first %q, repeat %q; want only the repeat marked", first.Header.Get("Idempotent-Replayed"), repeat.Header.Get("Idempotent-Replayed"))
+	}
 	var out struct {
 		IDs []string `json:"ids"`
 	}
@@ -122,6 +137,9 @@ func TestE2EIdempotentBatch(t *testing.T) {
 		{"kind": "notification", "userId": "bo", "title": "c", "body": "b", "idempotencyKey": "item-c"},
 	}}
 	r := h.api("POST", "/api/ws/push/batch", items).expectStatus(t, 202)
+	if r.Header.Get("Idempotent-Replayed") != "" {
+		t.Error("a batch that stored new items is marked Idempotent-Replayed")
+	}
 	var got struct {
 		IDs []string `json:"ids"`
 	}

@@ -31,7 +31,10 @@ import (
 
 const (
 	idempotencyHeader = "Idempotency-Key"
-	maxKeyLen         = 200
+	// replayedHeader marks an answer that repeats an earlier one: nothing
+	// of the request was stored by it.
+	replayedHeader = "Idempotent-Replayed"
+	maxKeyLen      = 200
 	// batchKeySep joins a batch's header key and an item's index.
 	batchKeySep = "\x1f"
 )

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -227,7 +228,7 @@ func (s *Server) handlePush(kind string) http.HandlerFunc {
 			return
 		}
 		var k kindField
-		if json.Unmarshal(body, &k) == nil && k.IdempotencyKey != nil {
+		if bytes.Contains(body, []byte(`"idempotencyKey"`)) && json.Unmarshal(body, &k) == nil && k.IdempotencyKey != nil {
 			s.requestError(w, badf("idempotencyKey is a field of batch items; send the %s header instead", idempotencyHeader))
 			return
 		}
@@ -362,7 +363,16 @@ func (s *Server) publish(w http.ResponseWriter, r *http.Request, drafts []stream
 	var kc *stream.KeyConflictError
 	switch {
 	case err == nil:
-		s.metrics.published.Add(float64(len(msgs)))
+		stored := 0
+		for _, m := range msgs {
+			if !m.Repeat {
+				stored++
+			}
+		}
+		s.metrics.published.Add(float64(stored))
+		if stored == 0 {
+			w.Header().Set(replayedHeader, "true")
+		}
 		return msgs, true
 	case errors.As(err, &kc):
 		writeError(w, http.StatusConflict, codeConflict, conflict(kc))

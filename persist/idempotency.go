@@ -35,10 +35,12 @@ type keyedAppend struct {
 }
 
 // source says where one draft's message comes from: fresh[fresh] once
-// stored, or (fresh < 0) the answer first given under its key.
+// stored (repeat: by another call), or (fresh < 0) the answer first given
+// under its key.
 type source struct {
-	fresh int
-	first keptKey
+	fresh  int
+	repeat bool
+	first  keptKey
 }
 
 // callPlan says where one call's messages come from: per draft (srcs), or,
@@ -109,7 +111,7 @@ func (k *keyedAppend) find(key string, drafts []stream.Draft, srcs []source, min
 		return drafts[i].Fingerprint, srcs[i], true
 	}
 	if i, ok := k.added[key]; ok {
-		return k.fresh[i].Fingerprint, source{fresh: i}, true
+		return k.fresh[i].Fingerprint, source{fresh: i, repeat: true}, true
 	}
 	if kk, ok := k.kept(key); ok {
 		return kk.fingerprint, source{fresh: -1, first: kk}, true
@@ -125,13 +127,18 @@ func (k *keyedAppend) messages(epoch string, drafts []stream.Draft, cp callPlan,
 	}
 	out := make([]*stream.Message, len(drafts))
 	for i, src := range cp.srcs {
-		if src.fresh >= 0 {
+		if src.fresh >= 0 && !src.repeat {
 			out[i] = fresh[src.fresh]
 			continue
 		}
+		first := src.first
+		if src.fresh >= 0 {
+			first = keptKey{seq: fresh[src.fresh].Seq, ts: fresh[src.fresh].Timestamp}
+		}
 		d := drafts[i]
-		d.Timestamp = src.first.ts
-		out[i] = stream.NewMessage(epoch, src.first.seq, d)
+		d.Timestamp = first.ts
+		out[i] = stream.NewMessage(epoch, first.seq, d)
+		out[i].Repeat = true
 	}
 	return out
 }

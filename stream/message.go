@@ -64,6 +64,10 @@ type Message struct {
 	Key       string
 	Payload   json.RawMessage
 	Timestamp int64
+	// Repeat marks what Append returns for a draft whose idempotency key
+	// the store kept: the message stored before under the key, not by this
+	// call (and not fed again).
+	Repeat bool
 
 	once sync.Once
 	json []byte

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -37,11 +38,16 @@ func (f *fedLog) get() []uint64 {
 	return append([]uint64(nil), f.seqs...)
 }
 
-func sameAnswer(t *testing.T, what string, got, first *stream.Message) {
+// sameAnswer checks that a repeat is answered with the first answer, and
+// marked a repeat (unless it repeats a draft of its own call).
+func sameAnswer(t *testing.T, what string, got, first *stream.Message, repeat bool) {
 	t.Helper()
 	if got.Seq != first.Seq || got.ID != first.ID || got.Timestamp != first.Timestamp {
 		t.Fatalf("%s: got (seq %d, id %s, ts %d), want the first answer (seq %d, id %s, ts %d)",
 			what, got.Seq, got.ID, got.Timestamp, first.Seq, first.ID, first.Timestamp)
+	}
+	if got.Repeat != repeat || first.Repeat {
+		t.Fatalf("%s: Repeat = %v (first answer: %v), want %v", what, got.Repeat, first.Repeat, repeat)
 	}
 }
 
@@ -78,7 +84,7 @@ func testKeyRepeat(t *testing.T, open Opener) {
 	first := appendAll(t, s, keyed(note("a", 1), "k1", "fp1"))
 	clock.Add(time.Second) // a retry comes later: its clock differs
 	again := appendAll(t, s, keyed(note("a", 1), "k1", "fp1"))
-	sameAnswer(t, "repeat", again[0], first[0])
+	sameAnswer(t, "repeat", again[0], first[0], true)
 	if h := head(t, s); h != first[0].Seq {
 		t.Fatalf("head = %d after a repeat, want %d: the repeat was stored", h, first[0].Seq)
 	}
@@ -93,7 +99,7 @@ func testKeyRepeat(t *testing.T, open Opener) {
 		t.Fatal(err)
 	}
 	again = appendAll(t, s, keyed(note("a", 1), "k1", "fp1"))
-	sameAnswer(t, "repeat after the message was trimmed", again[0], first[0])
+	sameAnswer(t, "repeat after the message was trimmed", again[0], first[0], true)
 	if h := head(t, s); h != later[0].Seq {
 		t.Fatalf("head = %d, want %d: a repeat was stored", h, later[0].Seq)
 	}
@@ -126,7 +132,7 @@ func testKeyConflict(t *testing.T, open Opener) {
 		t.Fatalf("a key of a failed call was kept: k2 got seq %d, want a new message %d", ms[0].Seq, first[0].Seq+1)
 	}
 	again := appendAll(t, s, keyed(note("a", 1), "k1", "fp1"))
-	sameAnswer(t, "repeat after conflicts", again[0], first[0])
+	sameAnswer(t, "repeat after conflicts", again[0], first[0], true)
 }
 
 // testKeyWithinCall: one call may repeat a key of its own; keyed, repeated
@@ -143,8 +149,8 @@ func testKeyWithinCall(t *testing.T, open Opener) {
 		keyed(note("a", 2), "k1", "fp1"),
 		keyed(bcast(4), "k2", "fp2"),
 	)
-	sameAnswer(t, "a key kept from before", ms[2], old[0])
-	sameAnswer(t, "a key repeated in the same call", ms[3], ms[0])
+	sameAnswer(t, "a key kept from before", ms[2], old[0], true)
+	sameAnswer(t, "a key repeated in the same call", ms[3], ms[0], false)
 	if ms[0].Seq != old[0].Seq+1 || ms[1].Seq != old[0].Seq+2 || ms[4].Seq != old[0].Seq+3 {
 		t.Fatalf("new drafts got seqs %d, %d, %d; want %d.. in order", ms[0].Seq, ms[1].Seq, ms[4].Seq, old[0].Seq+1)
 	}
@@ -175,7 +181,7 @@ func testKeyExpiry(t *testing.T, open Opener) {
 	first := appendAll(t, s, keyed(note("a", 1), "k1", "fp1"), keyed(note("a", 2), "k2", "fp2"))
 	clock.Add(59 * time.Minute)
 	again := appendAll(t, s, keyed(note("a", 1), "k1", "fp1"))
-	sameAnswer(t, "repeat within the TTL", again[0], first[0])
+	sameAnswer(t, "repeat within the TTL", again[0], first[0], true)
 	clock.Add(2 * time.Minute)
 	fresh := appendAll(t, s, keyed(note("a", 1), "k1", "fp1"))
 	if fresh[0].Seq <= first[1].Seq {
@@ -191,7 +197,7 @@ func testKeyExpiry(t *testing.T, open Opener) {
 	}
 	// The key renewed past its TTL is kept from its new first use.
 	again = appendAll(t, s, keyed(note("a", 1), "k1", "fp1"))
-	sameAnswer(t, "repeat of the renewed key", again[0], fresh[0])
+	sameAnswer(t, "repeat of the renewed key", again[0], fresh[0], true)
 }
 
 // testKeyConcurrent: concurrent appends of one key (a publisher retrying
@@ -203,6 +209,7 @@ func testKeyConcurrent(t *testing.T, open Opener) {
 	const tries, keys = 8, 20
 	var wg sync.WaitGroup
 	got := make([][]uint64, tries)
+	var firsts atomic.Int64 // answers not marked a repeat
 	for w := range tries {
 		wg.Add(1)
 		go func() {
@@ -214,6 +221,9 @@ func testKeyConcurrent(t *testing.T, open Opener) {
 					return
 				}
 				got[w] = append(got[w], ms[0].Seq)
+				if !ms[0].Repeat {
+					firsts.Add(1)
+				}
 			}
 		}()
 	}
@@ -228,5 +238,8 @@ func testKeyConcurrent(t *testing.T, open Opener) {
 	}
 	if h := head(t, s); h != keys {
 		t.Fatalf("head = %d, want %d: %d concurrent tries of %d keys stored duplicates", h, keys, tries, keys)
+	}
+	if n := firsts.Load(); n != keys {
+		t.Fatalf("%d answers not marked a repeat, want one per key (%d)", n, keys)
 	}
 }
