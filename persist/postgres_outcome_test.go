@@ -5,8 +5,6 @@ import (
 	"errors"
 	"io"
 	"math/rand/v2"
-	"net"
-	neturl "net/url"
 	"os"
 	"strconv"
 	"sync"
@@ -71,7 +69,7 @@ func TestPostgresCrashMidCommit(t *testing.T) {
 	// The server's replies reach the store late, so a crash often cuts off
 	// the reply to a commit that went through: the case where answering
 	// 503 would be a lie.
-	s := openPG(t, viaLagProxy(t, url, 15*time.Millisecond), big())
+	s := openPG(t, pgtest.LagProxy(t, url, 15*time.Millisecond), big())
 	var fed feedLog
 	s.SetFeed(fed.feed)
 	log := &outcomeLog{ok: map[string]uint64{}}
@@ -166,80 +164,6 @@ func readBodies(t *testing.T, url string) map[string]uint64 {
 		t.Fatal(err)
 	}
 	return out
-}
-
-// lagProxy forwards TCP to the database, holding back what the server sends
-// by lag. When the server's side ends, the client's side is closed at once
-// and what was held back is dropped, as a reply lost on the wire.
-type lagProxy struct {
-	target string
-	lag    time.Duration
-}
-
-func viaLagProxy(t *testing.T, raw string, lag time.Duration) string {
-	u, err := neturl.Parse(raw)
-	if err != nil || u.Host == "" {
-		t.Fatalf("needs a postgres:// URL: %q", raw)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	p := &lagProxy{target: u.Host, lag: lag}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go p.pipe(c)
-		}
-	}()
-	u.Host = ln.Addr().String()
-	return u.String()
-}
-
-type heldChunk struct {
-	at time.Time
-	b  []byte
-}
-
-func (p *lagProxy) pipe(c net.Conn) {
-	d, err := net.Dial("tcp", p.target)
-	if err != nil {
-		c.Close()
-		return
-	}
-	go func() { _, _ = io.Copy(d, c); d.Close() }()
-	held := make(chan heldChunk, 1024)
-	gone := make(chan struct{})
-	go func() {
-		defer close(held)
-		for {
-			buf := make([]byte, 32<<10)
-			n, err := d.Read(buf)
-			if n > 0 {
-				held <- heldChunk{time.Now().Add(p.lag), buf[:n]}
-			}
-			if err != nil {
-				close(gone)
-				c.Close() // drops what is still held
-				return
-			}
-		}
-	}()
-	for ch := range held {
-		select {
-		case <-gone:
-			return
-		case <-time.After(time.Until(ch.at)):
-		}
-		if _, err := c.Write(ch.b); err != nil {
-			d.Close()
-			return
-		}
-	}
 }
 
 // TestPostgresOutcomeWaitsForTheOldBackend: a commit in doubt whose backend
