@@ -36,6 +36,10 @@ import (
 // because the table is also the bus and another node may not have read them
 // yet. ReadStream (postgres_read.go) computes a user's window at read time,
 // so age and cap apply even before the retention pass has run.
+//
+// Idempotency keys are committed with their messages
+// (postgres_idempotency.go); a commit whose reply is lost is settled before
+// the append answers (postgres_outcome.go).
 type Postgres struct {
 	pool  *pgxpool.Pool
 	cfg   *pgxpool.Config
