@@ -164,6 +164,15 @@ func TestE2EIdempotentBatch(t *testing.T) {
 	if !strings.Contains(msg, "messages[1]") {
 		t.Errorf("409 %q does not name the item", msg)
 	}
+	// A field name written with escapes is the same field.
+	escaped := `{"messages":[{"kind":"notification","userId":"bo","title":"a","body":"b","\u0069dempotencyKey":"item-a"}]}`
+	r = h.api("POST", "/api/ws/push/batch", escaped).expectStatus(t, 202)
+	var esc struct {
+		IDs []string `json:"ids"`
+	}
+	if _ = json.Unmarshal(r.Body, &esc); len(esc.IDs) != 1 || esc.IDs[0] != one.ID {
+		t.Fatalf("item key with an escaped field name: ids %v, want [%s]", esc.IDs, one.ID)
+	}
 	marker := h.notify("bo", "marker")
 	expectIDs(t, sub, again.IDs[2])
 	expectMarker(t, sub, marker, "only the unkeyed item of the repeated batch is new")
@@ -205,6 +214,7 @@ func TestE2EIdempotencyKeyValidation(t *testing.T) {
 
 	for _, tc := range []struct{ path, body, want string }{
 		{"/api/ws/push/notification", `{"userId":"val","title":"t","body":"b","idempotencyKey":"k"}`, "Idempotency-Key header"},
+		{"/api/ws/push/notification", `{"userId":"val","title":"t","body":"b","\u0069dempotencyKey":"k"}`, "Idempotency-Key header"},
 		{"/api/ws/push/batch", `{"messages":[{"kind":"notification","userId":"val","title":"t","body":"b","idempotencyKey":""}]}`, "messages[0].idempotencyKey"},
 		{"/api/ws/push/batch", `{"messages":[{"kind":"notification","userId":"val","title":"t","body":"b"},{"kind":"audit-log","userId":"val","entry":1,"idempotencyKey":7}]}`, "messages[1]"},
 		{"/api/ws/push/batch", `{"messages":[{"kind":"notification","userId":"val","title":"t","body":"b","idempotencyKey":"` + strings.Repeat("x", 201) + `"}]}`, "messages[0].idempotencyKey"},

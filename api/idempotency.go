@@ -74,6 +74,13 @@ func batchItemKey(key string, i int) string {
 	return key + batchKeySep + strconv.Itoa(i)
 }
 
+// mayHoldKeyField reports whether a JSON object may have an idempotencyKey
+// field, so that objects without one are not decoded twice: the name
+// written out, or any escape (a name may be written with them).
+func mayHoldKeyField(raw []byte) bool {
+	return bytes.Contains(raw, []byte("idempotencyKey")) || bytes.Contains(raw, []byte(`\u`))
+}
+
 // fingerprint identifies a request of kind (a push kind, or "batch") with
 // JSON body raw, already validated.
 func fingerprint(kind string, raw []byte) string {

@@ -1,7 +1,6 @@
 package api
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -228,7 +227,7 @@ func (s *Server) handlePush(kind string) http.HandlerFunc {
 			return
 		}
 		var k kindField
-		if bytes.Contains(body, []byte(`"idempotencyKey"`)) && json.Unmarshal(body, &k) == nil && k.IdempotencyKey != nil {
+		if mayHoldKeyField(body) && json.Unmarshal(body, &k) == nil && k.IdempotencyKey != nil {
 			s.requestError(w, badf("idempotencyKey is a field of batch items; send the %s header instead", idempotencyHeader))
 			return
 		}
@@ -307,7 +306,9 @@ func (s *Server) handleBatch(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		var item kindField // its types were checked by build
-		_ = json.Unmarshal(raw, &item)
+		if mayHoldKeyField(raw) {
+			_ = json.Unmarshal(raw, &item)
+		}
 		switch {
 		case item.IdempotencyKey != nil && key != "":
 			s.requestError(w, badf("messages[%d]: idempotencyKey cannot be combined with the %s header, which covers the whole batch", i, idempotencyHeader))
