@@ -233,7 +233,7 @@ func (s *Postgres) commitOnce(group []*appendReq) ([]appendRes, []*stream.Messag
 
 	var base int64 = -1
 	var looked []map[string][]int64 // per trim statement: user -> what it returned
-	conn, err := s.pool.Acquire(ctx)
+	conn, err := s.acquireLive(ctx)
 	if err != nil {
 		s.kept.reset()
 		return nil, nil, s.fail(ctx, "append", err)

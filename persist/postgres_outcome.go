@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"golang.org/x/sys/unix"
 
 	"github.com/pushd/pushd/stream"
 )
@@ -198,6 +201,62 @@ SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = $1 AND backen
 	// The backend is gone, so its transaction is over: the mark read now
 	// is the outcome.
 	return readMark()
+}
+
+// acquireLive takes a pool connection that was not closed while it sat
+// idle. A batch sent on such a connection fails after it was written, which
+// would leave its outcome in doubt although the server never got it; a
+// connection the pool has not used for a second is checked by the pool
+// itself, a younger one is checked here without a round trip.
+func (s *Postgres) acquireLive(ctx context.Context) (*pgxpool.Conn, error) {
+	for range 3 {
+		conn, err := s.pool.Acquire(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if !closedWhileIdle(conn.Conn().PgConn()) {
+			return conn, nil
+		}
+		_ = conn.Conn().Close(ctx) // the pool destroys it on release
+		conn.Release()
+	}
+	return s.pool.Acquire(ctx)
+}
+
+// closedWhileIdle reports whether the server (or something between) ended
+// an idle connection: its socket is at EOF or in error, or holds a message
+// that turns out to be a FATAL. It peeks without blocking; nothing pending
+// means alive.
+func closedWhileIdle(pc *pgconn.PgConn) bool {
+	nc := pc.Conn()
+	if tc, ok := nc.(interface{ NetConn() net.Conn }); ok {
+		nc = tc.NetConn() // TLS: what is pending is a record, but EOF is EOF
+	}
+	sc, ok := nc.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	var n int
+	var perr error
+	var buf [1]byte
+	if err := rc.Read(func(fd uintptr) bool {
+		n, _, perr = unix.Recvfrom(int(fd), buf[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		return true // never wait
+	}); err != nil {
+		return true
+	}
+	switch {
+	case errors.Is(perr, unix.EAGAIN):
+		return false
+	case perr != nil || n == 0:
+		return true
+	default: // a message while idle: a notice, or the server's goodbye
+		return pc.CheckConn() != nil
+	}
 }
 
 // purgeMarks deletes the marks of writers that stopped committing.

@@ -240,3 +240,29 @@ func TestPostgresOutcomeUnknown(t *testing.T) {
 		t.Fatalf("unknown outcomes counted: %d", s.outcomes.unknown.Load())
 	}
 }
+
+// TestPostgresClosedWhileIdle: a pool connection the server ended while it
+// sat idle is told from a live one without a round trip, so an append is
+// not sent on it (and then left in doubt).
+func TestPostgresClosedWhileIdle(t *testing.T) {
+	url := pgtest.NewDB(t)
+	s := openPG(t, url, big())
+	conn, err := s.pool.Acquire(bg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	pc := conn.Conn().PgConn()
+	if closedWhileIdle(pc) {
+		t.Fatal("a live idle connection taken for closed")
+	}
+	other, err := pgx.Connect(bg, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close(bg)
+	if _, err := other.Exec(bg, `SELECT pg_terminate_backend($1)`, int32(pc.PID())); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the ended connection to be told closed", 5*time.Second, func() bool { return closedWhileIdle(pc) })
+}
