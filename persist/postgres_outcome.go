@@ -225,8 +225,8 @@ func (s *Postgres) acquireLive(ctx context.Context) (*pgxpool.Conn, error) {
 
 // closedWhileIdle reports whether the server (or something between) ended
 // an idle connection: its socket is at EOF or in error, or holds a message
-// that turns out to be a FATAL. It peeks without blocking; nothing pending
-// means alive.
+// after which a ping fails (a FATAL). It peeks without blocking; nothing
+// pending means alive.
 func closedWhileIdle(pc *pgconn.PgConn) bool {
 	nc := pc.Conn()
 	if tc, ok := nc.(interface{ NetConn() net.Conn }); ok {
@@ -255,7 +255,9 @@ func closedWhileIdle(pc *pgconn.PgConn) bool {
 	case perr != nil || n == 0:
 		return true
 	default: // a message while idle: a notice, or the server's goodbye
-		return pc.CheckConn() != nil
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		return pc.Ping(ctx) != nil
 	}
 }
 
