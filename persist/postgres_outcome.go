@@ -243,9 +243,11 @@ func closedWhileIdle(pc *pgconn.PgConn) bool {
 	var n int
 	var perr error
 	var buf [1]byte
-	if err := rc.Read(func(fd uintptr) bool {
+	// Control, not Read: pgx's background reader may sit in a read of this
+	// socket (it outlives a slow write), holding the read lock until data
+	// comes. A peek consumes nothing, so it may run beside that read.
+	if err := rc.Control(func(fd uintptr) {
 		n, _, perr = unix.Recvfrom(int(fd), buf[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
-		return true // never wait
 	}); err != nil {
 		return true
 	}

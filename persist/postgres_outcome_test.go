@@ -130,8 +130,8 @@ func TestPostgresCrashMidCommit(t *testing.T) {
 	if maxSeq != uint64(len(stored)) {
 		t.Errorf("log positions are not dense: %d messages, highest %d", len(stored), maxSeq)
 	}
-	if oc.committed.Load() == 0 || oc.notCommitted.Load() == 0 {
-		t.Error("no crash hit a commit in flight both before and after it committed: the test did not test what it is for")
+	if oc.committed.Load() == 0 {
+		t.Error("no crash cut off the reply to a commit that went through: the test did not test what it is for")
 	}
 }
 
