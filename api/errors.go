@@ -17,6 +17,8 @@ const (
 	codeRateLimited      = "rate_limited"
 	codeUnavailable      = "unavailable"
 	codeInternal         = "internal"
+	codeConflict         = "conflict"
+	codeOutcomeUnknown   = "outcome_unknown"
 )
 
 type errorBody struct {

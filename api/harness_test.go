@@ -49,6 +49,9 @@ var errE2EOutage = fmt.Errorf("e2e: simulated outage: %w", stream.ErrUnavailable
 type e2eStore struct {
 	*persist.Memory
 	down atomic.Bool
+	// appendErr, when set, is what Append fails with (the edge's error
+	// mapping).
+	appendErr atomic.Pointer[error]
 }
 
 func (s *e2eStore) fail() error {
@@ -61,6 +64,9 @@ func (s *e2eStore) fail() error {
 func (s *e2eStore) Append(ctx context.Context, d []stream.Draft) ([]*stream.Message, error) {
 	if err := s.fail(); err != nil {
 		return nil, err
+	}
+	if err := s.appendErr.Load(); err != nil {
+		return nil, *err
 	}
 	return s.Memory.Append(ctx, d)
 }

@@ -22,9 +22,11 @@ var pushKinds = map[string]pushKind{
 	"broadcast":    buildBroadcast,
 }
 
-// kindField lets batch items carry "kind" through the strict decoders.
+// kindField lets batch items carry "kind" and "idempotencyKey" through the
+// strict decoders.
 type kindField struct {
-	Kind string `json:"kind,omitempty"`
+	Kind           string  `json:"kind,omitempty"`
+	IdempotencyKey *string `json:"idempotencyKey,omitempty"`
 }
 
 func marshalPayload(v any) json.RawMessage {
@@ -213,13 +215,28 @@ func (s *Server) handlePush(kind string) http.HandlerFunc {
 		if !ok {
 			return
 		}
+		key, err := idempotencyKeyOf(r)
+		if err != nil {
+			s.requestError(w, err)
+			return
+		}
 		now := stream.NowMillis()
 		d, err := build(body, now)
 		if err != nil {
 			s.requestError(w, err)
 			return
 		}
-		msgs, ok := s.publish(w, r, []stream.Draft{d})
+		var k kindField
+		if mayHoldKeyField(body) && json.Unmarshal(body, &k) == nil && k.IdempotencyKey != nil {
+			s.requestError(w, badf("idempotencyKey is a field of batch items; send the %s header instead", idempotencyHeader))
+			return
+		}
+		if key != "" {
+			d.IdempotencyKey, d.Fingerprint = key, fingerprint(kind, body)
+		}
+		msgs, ok := s.publish(w, r, []stream.Draft{d}, func(*stream.KeyConflictError) string {
+			return idempotencyHeader + " was already used with a different request"
+		})
 		if !ok {
 			return
 		}
@@ -255,6 +272,15 @@ func (s *Server) handleBatch(w http.ResponseWriter, r *http.Request) {
 		s.requestError(w, badf("messages has %d entries; at most %d per batch", len(q.Messages), maxBatch))
 		return
 	}
+	key, err := idempotencyKeyOf(r)
+	if err != nil {
+		s.requestError(w, err)
+		return
+	}
+	var batchFingerprint string
+	if key != "" {
+		batchFingerprint = fingerprint("batch", body)
+	}
 	now := stream.NowMillis()
 	drafts := make([]stream.Draft, len(q.Messages))
 	for i, raw := range q.Messages {
@@ -262,7 +288,9 @@ func (s *Server) handleBatch(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusRequestEntityTooLarge, codeTooLarge, fmt.Sprintf("messages[%d]: over %d bytes", i, s.opts.MaxMessageBytes))
 			return
 		}
-		var k kindField
+		var k struct {
+			Kind string `json:"kind"`
+		}
 		if len(raw) == 0 || raw[0] != '{' || json.Unmarshal(raw, &k) != nil {
 			s.requestError(w, badf("messages[%d]: want an object with a kind", i))
 			return
@@ -277,9 +305,31 @@ func (s *Server) handleBatch(w http.ResponseWriter, r *http.Request) {
 			s.requestError(w, badf("messages[%d]: %v", i, err))
 			return
 		}
+		var item kindField // its types were checked by build
+		if mayHoldKeyField(raw) {
+			_ = json.Unmarshal(raw, &item)
+		}
+		switch {
+		case item.IdempotencyKey != nil && key != "":
+			s.requestError(w, badf("messages[%d]: idempotencyKey cannot be combined with the %s header, which covers the whole batch", i, idempotencyHeader))
+			return
+		case item.IdempotencyKey != nil:
+			if err := checkKey(fmt.Sprintf("messages[%d].idempotencyKey", i), *item.IdempotencyKey); err != nil {
+				s.requestError(w, err)
+				return
+			}
+			d.IdempotencyKey, d.Fingerprint = *item.IdempotencyKey, fingerprint(k.Kind, raw)
+		case key != "":
+			d.IdempotencyKey, d.Fingerprint = batchItemKey(key, i), batchFingerprint
+		}
 		drafts[i] = d
 	}
-	msgs, ok := s.publish(w, r, drafts)
+	msgs, ok := s.publish(w, r, drafts, func(c *stream.KeyConflictError) string {
+		if key != "" {
+			return idempotencyHeader + " was already used with a different batch"
+		}
+		return fmt.Sprintf("messages[%d]: idempotencyKey %q was already used with a different message", c.Index, c.Key)
+	})
 	if !ok {
 		return
 	}
@@ -287,8 +337,12 @@ func (s *Server) handleBatch(w http.ResponseWriter, r *http.Request) {
 	for i, m := range msgs {
 		ids[i] = m.ID
 	}
+	stamp := now
+	if key != "" {
+		stamp = msgs[0].Timestamp // a repeat answers what the first answered
+	}
 	writeJSON(w, http.StatusAccepted, map[string]any{
-		"message": fmt.Sprintf("%d messages stored and queued for delivery", len(ids)), "ids": ids, "timestamp": now,
+		"message": fmt.Sprintf("%d messages stored and queued for delivery", len(ids)), "ids": ids, "timestamp": stamp,
 	})
 }
 
@@ -301,21 +355,46 @@ func (s *Server) requestError(w http.ResponseWriter, err error) {
 	writeError(w, http.StatusInternalServerError, codeInternal, "internal error")
 }
 
-// publish stores drafts; on a store failure it answers 503 and nothing is
-// acknowledged.
-func (s *Server) publish(w http.ResponseWriter, r *http.Request, drafts []stream.Draft) ([]*stream.Message, bool) {
+// publish stores drafts and answers a failure: 429 past the per-user rate,
+// 409 for an idempotency key reused with another request (conflict says
+// which), 503 with Retry-After when the store is unavailable (nothing
+// stored), 500 outcome_unknown when the store cannot tell whether it
+// committed, 500 for anything else.
+func (s *Server) publish(w http.ResponseWriter, r *http.Request, drafts []stream.Draft, conflict func(*stream.KeyConflictError) string) ([]*stream.Message, bool) {
 	if !s.userRateAllowed(w, r, drafts) {
 		return nil, false
 	}
 	msgs, err := s.manager.Publish(r.Context(), drafts)
-	if err != nil {
-		s.log.Warn("store error: publish failed", "err", err, "messages", len(drafts), "request_id", requestID(r))
+	var kc *stream.KeyConflictError
+	switch {
+	case err == nil:
+		stored := 0
+		for _, m := range msgs {
+			if !m.Repeat {
+				s.metrics.published[m.Type].Inc()
+				stored++
+			}
+		}
+		if stored == 0 {
+			w.Header().Set(replayedHeader, "true")
+		}
+		return msgs, true
+	case errors.As(err, &kc):
+		writeError(w, http.StatusConflict, codeConflict, conflict(kc))
+	case errors.Is(err, stream.ErrOutcomeUnknown):
+		s.log.Error("store error: publish outcome unknown", "err", err, "messages", len(drafts), "request_id", requestID(r))
+		writeError(w, http.StatusInternalServerError, codeOutcomeUnknown,
+			"the store's connection broke during the commit and whether it committed could not be learnt; retrying with the same Idempotency-Key is safe")
+	case errors.Is(err, stream.ErrUnavailable):
+		s.log.Warn("store error: publish failed, store unavailable", "err", err, "messages", len(drafts), "request_id", requestID(r))
 		retryAfter(w, s.opts.RetryAfter)
 		writeError(w, http.StatusServiceUnavailable, codeUnavailable, "store unavailable: message not stored, retry later")
-		return nil, false
+	case r.Context().Err() != nil:
+		s.log.Info("publisher went away before the store answered", "err", err, "messages", len(drafts), "request_id", requestID(r))
+		writeError(w, http.StatusInternalServerError, codeInternal, "internal error")
+	default:
+		s.log.Error("store error: publish failed", "err", err, "messages", len(drafts), "request_id", requestID(r))
+		writeError(w, http.StatusInternalServerError, codeInternal, "internal error")
 	}
-	for _, m := range msgs {
-		s.metrics.published[m.Type].Inc()
-	}
-	return msgs, true
+	return nil, false
 }

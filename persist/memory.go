@@ -37,6 +37,19 @@ type Memory struct {
 	tombs      []*stream.Message // dropped broadcasts with exclusions
 
 	delivered, expired int64
+
+	keys     map[string]memKey // idempotency keys
+	keyOrder []keyExpiry       // the same, oldest first: Expire pops the front
+}
+
+type memKey struct {
+	keptKey
+	expires int64 // milliseconds since the epoch
+}
+
+type keyExpiry struct {
+	key     string
+	expires int64
 }
 
 type memUser struct {
@@ -48,7 +61,7 @@ type memUser struct {
 
 // NewMemory returns an empty in-memory store with retention r.
 func NewMemory(r stream.Retention) *Memory {
-	return &Memory{r: r, epoch: stream.NewEpoch(), users: make(map[string]*memUser)}
+	return &Memory{r: r, epoch: stream.NewEpoch(), users: make(map[string]*memUser), keys: make(map[string]memKey)}
 }
 
 // Epoch implements stream.Store.
@@ -105,19 +118,30 @@ func (s *Memory) Append(ctx context.Context, drafts []stream.Draft) ([]*stream.M
 		return nil, err
 	}
 	now := s.r.Clock().UnixMilli()
-	out := make([]*stream.Message, len(drafts))
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return nil, fmt.Errorf("memory store closed: %w", stream.ErrUnavailable)
 	}
-	for i, d := range drafts {
+	plan := newKeyedAppend(func(key string) (keptKey, bool) {
+		k, ok := s.keys[key]
+		return k.keptKey, ok && k.expires > now
+	})
+	srcs, err := plan.plan(drafts)
+	if err != nil {
+		return nil, err
+	}
+	fresh := make([]*stream.Message, len(plan.fresh))
+	for i, d := range plan.fresh {
 		if d.Timestamp == 0 {
 			d.Timestamp = now
 		}
 		s.head++
 		msg := stream.NewMessage(s.epoch, s.head, d)
-		out[i] = msg
+		fresh[i] = msg
+		if d.IdempotencyKey != "" {
+			s.keepKey(d, msg, now)
+		}
 		if msg.Broadcast() {
 			s.bcasts = append(s.bcasts, msg)
 			if len(msg.Exclude) == 0 {
@@ -134,10 +158,30 @@ func (s *Memory) Append(ctx context.Context, drafts []stream.Draft) ([]*stream.M
 		u.msgs = append(u.msgs, msg)
 		s.trimUser(msg.UserID, u, now)
 	}
-	if s.feed != nil {
-		s.feed <- out
+	if s.feed != nil && len(fresh) > 0 {
+		s.feed <- fresh
 	}
-	return out, nil
+	return plan.messages(s.epoch, drafts, srcs, fresh), nil
+}
+
+// keepKey remembers the key of draft d, stored as msg, for the key TTL.
+func (s *Memory) keepKey(d stream.Draft, msg *stream.Message, now int64) {
+	exp := now + s.r.KeyTTL().Milliseconds()
+	s.keys[d.IdempotencyKey] = memKey{keptKey{fingerprint: d.Fingerprint, seq: msg.Seq, ts: msg.Timestamp}, exp}
+	s.keyOrder = append(s.keyOrder, keyExpiry{d.IdempotencyKey, exp})
+}
+
+// forgetKeys drops the idempotency keys expired at now.
+func (s *Memory) forgetKeys(now int64) {
+	n := 0
+	for ; n < len(s.keyOrder) && s.keyOrder[n].expires <= now; n++ {
+		e := s.keyOrder[n]
+		if k, ok := s.keys[e.key]; ok && k.expires == e.expires {
+			delete(s.keys, e.key)
+		}
+	}
+	clear(s.keyOrder[:n])
+	s.keyOrder = s.keyOrder[n:]
 }
 
 func (s *Memory) expiredAt(msg *stream.Message, now int64) bool {
@@ -319,6 +363,7 @@ func (s *Memory) Expire(ctx context.Context) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	before := s.expired
+	s.forgetKeys(now)
 	for len(s.bcasts) > 0 && s.expiredAt(s.bcasts[0], now) {
 		s.dropBroadcast()
 	}

@@ -41,6 +41,9 @@ import (
 // It is also a stream.Cluster: the node registry (postgres_nodes.go) and the
 // requests nodes answer for each other (postgres_cluster.go) go through the
 // same database, so nodes need no addresses of each other.
+// Idempotency keys are committed with their messages
+// (postgres_idempotency.go); a commit whose reply is lost is settled before
+// the append answers (postgres_outcome.go).
 type Postgres struct {
 	pool  *pgxpool.Pool
 	cfg   *pgxpool.Config
@@ -73,6 +76,15 @@ type Postgres struct {
 	// changeDataLimit: a database change whose row is larger goes out
 	// without data ("dataOmitted").
 	changeDataLimit int
+	// marks counts the writer's groups; outcomes how commits in doubt were
+	// settled (postgres_outcome.go).
+	marks    int64
+	outcomes outcomeCounts
+	// outcomeWindow, when not zero, replaces outcomeWindow (tests).
+	outcomeWindow time.Duration
+	// settling: the writer is learning an outcome and the database does not
+	// answer; appends are refused meanwhile.
+	settling atomic.Bool
 }
 
 // Defaults of the PostgreSQL store.
@@ -179,6 +191,7 @@ func poolConfig(url string) (*pgxpool.Config, error) {
 		cfg.ConnConfig.RuntimeParams["jit"] = "off"
 	}
 	cfg.HealthCheckPeriod = 15 * time.Second
+	cfg.AfterConnect = rememberBackend
 	return cfg, nil
 }
 

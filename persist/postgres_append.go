@@ -12,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	pushsql "github.com/pushd/pushd/sql"
 	"github.com/pushd/pushd/stream"
@@ -41,14 +42,18 @@ type appendRes struct {
 }
 
 // Append implements stream.Store. It returns only after the transaction
-// holding the drafts committed; when the outcome is unknown (connection lost
-// during commit) it returns an error, never success.
+// holding the drafts committed; when the connection is lost during the
+// commit it finds out whether it committed (postgres_outcome.go) and fails
+// with stream.ErrOutcomeUnknown only when it cannot tell.
 func (s *Postgres) Append(ctx context.Context, drafts []stream.Draft) ([]*stream.Message, error) {
 	if err := s.usable(); err != nil {
 		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
+	}
+	if s.settling.Load() {
+		return nil, errInDoubt
 	}
 	if len(drafts) == 0 {
 		return []*stream.Message{}, nil
@@ -168,18 +173,18 @@ func (s *Postgres) commitGroup(group []*appendReq) {
 			s.log.Debug("bounds of kept messages not loaded", "err", err)
 		}
 	}
-	msgs, err := s.commit(live)
-	if err != nil && len(live) > 1 && !errors.Is(err, stream.ErrUnavailable) {
+	res, fresh, err := s.commit(live)
+	if err != nil && len(live) > 1 && !errors.Is(err, stream.ErrUnavailable) && !errors.Is(err, stream.ErrOutcomeUnknown) {
 		// Not an outage but a statement error: retry one by one so only
 		// the culprit fails.
 		for _, r := range live {
-			m, err := s.commit([]*appendReq{r})
+			res, fresh, err := s.commit([]*appendReq{r})
 			if err != nil {
 				r.done <- appendRes{err: err}
 				continue
 			}
-			r.done <- appendRes{msgs: m}
-			s.handToTail(m)
+			r.done <- res[0]
+			s.handToTail(fresh)
 		}
 		return
 	}
@@ -189,17 +194,18 @@ func (s *Postgres) commitGroup(group []*appendReq) {
 		}
 		return
 	}
-	i := 0
-	for _, r := range live {
-		r.done <- appendRes{msgs: msgs[i : i+len(r.drafts) : i+len(r.drafts)]}
-		i += len(r.drafts)
+	for i, r := range live {
+		r.done <- res[i]
 	}
-	s.handToTail(msgs)
+	s.handToTail(fresh)
 }
 
 // handToTail gives committed messages to the tail, which feeds them without
 // reading them back when nothing from another node came in between.
 func (s *Postgres) handToTail(msgs []*stream.Message) {
+	if len(msgs) == 0 {
+		return
+	}
 	select {
 	case s.local <- msgs:
 	default:
@@ -207,27 +213,52 @@ func (s *Postgres) handToTail(msgs []*stream.Message) {
 	}
 }
 
-// commit appends the drafts of group in one transaction: a pipelined batch
-// (one round trip) that PostgreSQL runs as one implicit transaction.
-func (s *Postgres) commit(group []*appendReq) ([]*stream.Message, error) {
-	var flat []stream.Draft
-	for _, r := range group {
-		flat = append(flat, r.drafts...)
-	}
+// commitOnce appends the drafts of group in one transaction: a pipelined
+// batch (one round trip) that PostgreSQL runs as one implicit transaction.
+// It returns every call's answer and the messages stored (repeats of
+// idempotency keys are answered, not stored).
+func (s *Postgres) commitOnce(group []*appendReq) ([]appendRes, []*stream.Message, error) {
 	// Not the store's stop context: Close lets a commit in flight finish.
 	ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
 	defer cancel()
+	plan, err := s.planGroup(ctx, group, s.r.Clock().UnixMilli())
+	if err != nil {
+		return nil, nil, err
+	}
+	flat := plan.keys.fresh
+	if len(flat) == 0 {
+		return plan.results(s.epoch, group, nil), nil, nil
+	}
+	var f *flight
 	b := &pgx.Batch{}
-	b.Queue(`SELECT pg_advisory_xact_lock($1)`, pushsql.AppendLock)
-	plan := s.queueAppend(b, flat)
+	b.Queue(`SELECT pg_advisory_xact_lock($1)`, pushsql.AppendLock).Exec(func(pgconn.CommandTag) error {
+		f.replied = true // the server answered the first statement
+		return nil
+	})
+	ap := s.queueAppend(b, flat)
+	plan.queueKeys(b, s.r.KeyTTL().Milliseconds())
+	f = s.queueMark(b, len(flat))
 	b.Queue(`SELECT pg_notify($1, $2)`, pushsql.NotifyChannel, s.node)
+	conn, err := s.acquireLive(ctx)
+	if err != nil {
+		s.kept.reset()
+		return nil, nil, s.fail(ctx, "append", err)
+	}
+	f.boarded(conn)
 	// Close reads up to ReadyForQuery, which follows the implicit COMMIT:
 	// only a nil here means the group is durable.
-	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
+	err = conn.SendBatch(ctx, b).Close()
+	conn.Release()
+	if err != nil {
 		s.kept.reset()
-		return nil, s.fail(ctx, "append", err)
+		base, err := s.settle(ctx, f, err)
+		if err != nil {
+			return nil, nil, err
+		}
+		ap.base, ap.settled = base, true
 	}
-	return s.appended(plan), nil
+	out := s.appended(ap)
+	return plan.results(s.epoch, group, out), out, nil
 }
 
 // appendPlan is a group of drafts queued for appending, and what its
@@ -237,6 +268,9 @@ type appendPlan struct {
 	kept   *keptGroup
 	base   int64                // the position before the first draft
 	looked []map[string][]int64 // per trim statement: user -> the bounds it returned
+	// settled: the reply was lost and the commit learnt afterwards; the
+	// statements' results never came, so the kept bounds start over.
+	settled bool
 }
 
 // queueAppend queues on b the statements that append drafts to the log.
@@ -258,7 +292,9 @@ func (s *Postgres) queueAppend(b *pgx.Batch, drafts []stream.Draft) *appendPlan 
 
 // appended turns a committed plan into its messages.
 func (s *Postgres) appended(p *appendPlan) []*stream.Message {
-	p.kept.commit(p.base, p.base+int64(len(p.drafts)), p.looked)
+	if !p.settled {
+		p.kept.commit(p.base, p.base+int64(len(p.drafts)), p.looked)
+	}
 	out := make([]*stream.Message, len(p.drafts))
 	for i, d := range p.drafts {
 		if len(d.Exclude) == 0 {

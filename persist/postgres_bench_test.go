@@ -17,7 +17,24 @@ var defaults = stream.Retention{MaxCount: 100, TTL: 24 * time.Hour}
 // BenchmarkPostgresAppend: one-message appends from P concurrent
 // publishers (to 1000 users); group commit is what makes P>1 scale.
 func BenchmarkPostgresAppend(b *testing.B) {
-	for _, p := range []int{1, 8, 64} {
+	benchAppends(b, []int{1, 8, 64}, func(i int64) stream.Draft { return note(fmt.Sprint("u", i%1000), int(i)) })
+}
+
+// BenchmarkPostgresAppendKeyed: BenchmarkPostgresAppend with an
+// idempotency key on every append (each new): the cost of the key lookup
+// before the transaction and of the key's row in it.
+func BenchmarkPostgresAppendKeyed(b *testing.B) {
+	benchAppends(b, []int{8, 64}, func(i int64) stream.Draft {
+		d := note(fmt.Sprint("u", i%1000), int(i))
+		d.IdempotencyKey, d.Fingerprint = fmt.Sprint("key-", i), "fp"
+		return d
+	})
+}
+
+// benchAppends runs b.N one-draft appends, draft(i) for the i-th, from each
+// count of concurrent publishers.
+func benchAppends(b *testing.B, publishers []int, draft func(i int64) stream.Draft) {
+	for _, p := range publishers {
 		b.Run(fmt.Sprint("publishers=", p), func(b *testing.B) {
 			s := openPG(b, pgtest.NewDB(b), defaults)
 			s.SetFeed(func([]*stream.Message) {})
@@ -25,20 +42,18 @@ func BenchmarkPostgresAppend(b *testing.B) {
 			b.ResetTimer()
 			var wg sync.WaitGroup
 			for range p {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
+				wg.Go(func() {
 					for {
 						i := next.Add(1)
 						if i > int64(b.N) {
 							return
 						}
-						if _, err := s.Append(bg, []stream.Draft{note(fmt.Sprint("u", i%1000), int(i))}); err != nil {
+						if _, err := s.Append(bg, []stream.Draft{draft(i)}); err != nil {
 							b.Error(err)
 							return
 						}
 					}
-				}()
+				})
 			}
 			wg.Wait()
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "appends/s")

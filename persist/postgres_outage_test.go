@@ -178,31 +178,18 @@ func TestPostgresNoFalseSuccess(t *testing.T) {
 		mu sync.Mutex
 		ok []uint64
 	)
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for w := range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				ctx, cancel := context.WithTimeout(bg, 3*time.Second)
-				ms, err := s.Append(ctx, []stream.Draft{bcast(w*100000 + i)})
-				cancel()
-				if err == nil {
-					mu.Lock()
-					ok = append(ok, ms[0].Seq)
-					mu.Unlock()
-				} else if !errors.Is(err, stream.ErrUnavailable) {
-					t.Errorf("append failed with %v, want ErrUnavailable", err)
-				}
-			}
-		}()
-	}
+	stop := untilStopped(8, func(w, i int) {
+		ctx, cancel := context.WithTimeout(bg, 3*time.Second)
+		ms, err := s.Append(ctx, []stream.Draft{bcast(w*100000 + i)})
+		cancel()
+		if err == nil {
+			mu.Lock()
+			ok = append(ok, ms[0].Seq)
+			mu.Unlock()
+		} else if !errors.Is(err, stream.ErrUnavailable) {
+			t.Errorf("append failed with %v, want ErrUnavailable", err)
+		}
+	})
 	for range 6 {
 		time.Sleep(150 * time.Millisecond)
 		proxy.Cut()
@@ -210,8 +197,7 @@ func TestPostgresNoFalseSuccess(t *testing.T) {
 		proxy.Restore(t)
 	}
 	time.Sleep(300 * time.Millisecond)
-	close(stop)
-	wg.Wait()
+	stop()
 
 	check := openPG(t, direct, big())
 	check.SetFeed(func([]*stream.Message) {})
@@ -238,4 +224,27 @@ func TestPostgresNoFalseSuccess(t *testing.T) {
 		}
 	}
 	t.Logf("%d appends succeeded, %d stored", len(ok), len(stored))
+}
+
+// untilStopped runs n workers, each calling work(w, i) for i = 0, 1, ...,
+// until stop, which waits for them.
+func untilStopped(n int, work func(w, i int)) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := range n {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				work(w, i)
+			}
+		})
+	}
+	return func() {
+		close(done)
+		wg.Wait()
+	}
 }

@@ -135,7 +135,7 @@ func (s *Postgres) relayOnce() (more bool) {
 func (s *Postgres) relay() (int, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
 	defer cancel()
-	conn, err := s.pool.Acquire(ctx)
+	conn, err := s.acquireLive(ctx)
 	if err != nil {
 		return 0, s.fail(ctx, "relay", err)
 	}

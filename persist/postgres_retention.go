@@ -329,7 +329,10 @@ func (s *Postgres) expire(ctx context.Context, conn *pgxpool.Conn) (int, error) 
 			break
 		}
 	}
-	return total, nil
+	if err := s.purgeKeys(ctx, conn); err != nil {
+		return total, err
+	}
+	return total, s.purgeMarks(ctx, conn)
 }
 
 // lockedCount runs query (which returns one count) and then, if not empty,

@@ -39,6 +39,19 @@ type Draft struct {
 	Payload json.RawMessage
 	// Timestamp in milliseconds since the epoch; the store sets it when zero.
 	Timestamp int64
+	// IdempotencyKey, when not empty, makes the append of this draft
+	// idempotent (CONTRACT §5): the store keeps the key, with Fingerprint,
+	// for Retention.IdempotencyTTL, atomically with the message. A draft
+	// whose key the store keeps with the same Fingerprint (stored earlier,
+	// or earlier in the same append) is not stored again: the append
+	// returns the message first stored under the key in its place. With
+	// another Fingerprint the append stores nothing and fails with a
+	// *KeyConflictError.
+	IdempotencyKey string
+	// Fingerprint identifies the request behind an idempotent draft (the
+	// API uses a hash of the canonical request), so that a repeat can be
+	// told from a different request reusing the key.
+	Fingerprint string
 }
 
 // Message is a stored message: a Draft with its position Seq in the store's
@@ -53,6 +66,10 @@ type Message struct {
 	Key       string
 	Payload   json.RawMessage
 	Timestamp int64
+	// Repeat marks what Append returns for a draft whose idempotency key
+	// the store kept: the message stored before under the key, not by this
+	// call (and not fed again).
+	Repeat bool
 
 	// acked is when the feed handed the message to this node's dispatcher
 	// (monoNow), the start of pushd_publish_to_write_seconds.

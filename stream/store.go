@@ -3,12 +3,38 @@ package stream
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 )
 
 // ErrUnavailable wraps every error a Store returns when its backend cannot be
-// reached: the API answers 503 and acknowledges nothing.
+// reached and nothing of the call was stored: the API answers 503 and
+// acknowledges nothing.
 var ErrUnavailable = errors.New("store unavailable")
+
+// ErrOutcomeUnknown wraps the error Append returns when the connection to
+// the backend broke while the append was being committed and the store
+// could not learn in time whether it committed: the messages may or may not
+// be stored (and, if stored, are delivered). The API answers 500
+// outcome_unknown; a retry with the same idempotency key is safe.
+var ErrOutcomeUnknown = errors.New("store: commit outcome unknown")
+
+// ErrKeyConflict is wrapped by a *KeyConflictError.
+var ErrKeyConflict = errors.New("idempotency key reused with a different request")
+
+// KeyConflictError is returned by Append when the idempotency key of draft
+// Index is kept with another fingerprint; nothing of the call was stored.
+type KeyConflictError struct {
+	Index int
+	Key   string
+}
+
+func (e *KeyConflictError) Error() string {
+	return fmt.Sprintf("draft %d: idempotency key %q: %v", e.Index, e.Key, ErrKeyConflict)
+}
+
+// Unwrap makes errors.Is(err, ErrKeyConflict) hold.
+func (e *KeyConflictError) Unwrap() error { return ErrKeyConflict }
 
 // Store is the ordered log behind pushd.
 //
@@ -22,8 +48,16 @@ type Store interface {
 	Epoch() string
 
 	// Append stores drafts in order and returns them as messages with their
-	// positions. It returns only once they are durable in this store. A
-	// draft's Timestamp is set to the store's clock when zero.
+	// positions, one per draft. It returns only once they are durable in
+	// this store. A draft's Timestamp is set to the store's clock when zero.
+	//
+	// A draft with an IdempotencyKey the store keeps is not stored again:
+	// its place in the result holds the message first stored under the key
+	// (that message's Seq, ID and Timestamp; this draft's other fields, which
+	// the equal Fingerprint says are the same request), and it is not fed.
+	//
+	// Errors: wrapping ErrUnavailable when nothing was stored, wrapping
+	// ErrOutcomeUnknown when the store cannot tell, *KeyConflictError.
 	Append(ctx context.Context, drafts []Draft) ([]*Message, error)
 
 	// SetFeed registers the function that receives every committed message
@@ -51,7 +85,8 @@ type Store interface {
 	MarkDelivered(ctx context.Context, ds []Delivery) error
 
 	// Expire drops messages older than the TTL and beyond the count cap, in
-	// bounded batches, and returns how many it dropped.
+	// bounded batches, and returns how many it dropped. It also forgets
+	// idempotency keys older than Retention.IdempotencyTTL.
 	Expire(ctx context.Context) (int, error)
 
 	// QueueStats reports the offline queue.
@@ -91,8 +126,23 @@ type Retention struct {
 	MaxCount int
 	// TTL: how long a kept message lives.
 	TTL time.Duration
+	// IdempotencyTTL: how long an idempotency key is kept; 0 means
+	// DefaultIdempotencyTTL.
+	IdempotencyTTL time.Duration
 	// Now is the clock (tests inject one); nil means time.Now.
 	Now func() time.Time
+}
+
+// DefaultIdempotencyTTL is how long idempotency keys are kept by default
+// (CONTRACT §9 --idempotency-ttl).
+const DefaultIdempotencyTTL = 24 * time.Hour
+
+// KeyTTL returns how long idempotency keys are kept.
+func (r Retention) KeyTTL() time.Duration {
+	if r.IdempotencyTTL > 0 {
+		return r.IdempotencyTTL
+	}
+	return DefaultIdempotencyTTL
 }
 
 // Clock returns the retention clock.

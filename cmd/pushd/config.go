@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/pushd/pushd/api"
+	"github.com/pushd/pushd/stream"
 )
 
 // config is every flag of CONTRACT §1 plus pushd's own additions; each flag
@@ -36,6 +37,7 @@ type config struct {
 	MaxBatchBytes     int64
 	PublicURL         string
 	SSEPadding        int
+	IdempotencyTTL    time.Duration
 	// Additions beyond the contract's table.
 	TokenTTL  time.Duration
 	SendQueue int
@@ -83,6 +85,7 @@ func newFlagSet(c *config) *flag.FlagSet {
 	fs.Int64Var(&c.MaxBatchBytes, "max-batch-bytes", 16<<20, "largest accepted body of POST /api/ws/push/batch (each message in it: --max-message-bytes)")
 	fs.StringVar(&c.PublicURL, "public-url", "", "base URL used in wsUrl/sseUrl when behind a proxy")
 	fs.IntVar(&c.SSEPadding, "sse-padding", 2048, "bytes of padding comment at the start of an SSE stream")
+	fs.DurationVar(&c.IdempotencyTTL, "idempotency-ttl", stream.DefaultIdempotencyTTL, "how long a publish's Idempotency-Key is remembered")
 	fs.DurationVar(&c.TokenTTL, "token-ttl", time.Hour, "lifetime of tokens minted by POST /api/ws/connect")
 	fs.IntVar(&c.SendQueue, "send-queue", 1024, "live messages buffered per connection before it is cut off as too slow")
 	fs.IntVar(&c.Writers, "fanout-writers", 0, "goroutines writing one fan-out to its connections; 0 = one per CPU")
@@ -159,6 +162,7 @@ func (c *config) validate() error {
 		"--heartbeat-interval": c.HeartbeatInterval, "--heartbeat-timeout": c.HeartbeatTimeout,
 		"--offline-ttl": c.OfflineTTL, "--auth-timeout": c.AuthTimeout, "--token-ttl": c.TokenTTL,
 		"--shutdown-timeout": c.ShutdownTimeout, "--read-header-timeout": c.ReadHeaderTimeout,
+		"--idempotency-ttl": c.IdempotencyTTL,
 	}
 	for name, d := range positive {
 		if d <= 0 {

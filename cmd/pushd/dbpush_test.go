@@ -67,7 +67,7 @@ type subscriber struct {
 	stop   chan struct{}
 }
 
-func (n *node) subscribe(t *testing.T, transport, user string) *subscriber {
+func (n *node) resumingSubscriber(t *testing.T, transport, user string) *subscriber {
 	t.Helper()
 	s := &subscriber{t: t, events: make(chan envelope, 100000), resets: make(chan string, 16), stop: make(chan struct{})}
 	connected := make(chan struct{})
@@ -307,10 +307,10 @@ func TestDBPushRules(t *testing.T) {
 		`SELECT push.watch_table('public.events', 'user_id', notify => false)`,
 		`CREATE TABLE events_us PARTITION OF events FOR VALUES IN ('us')`, // after watch_table: gets the triggers too
 	)
-	alice := n.subscribe(t, "sse", "alice")
-	aliceWS := n.subscribe(t, "ws", "alice")
-	bob := n.subscribe(t, "ws", "bob")
-	seven := n.subscribe(t, "sse", "7")
+	alice := n.resumingSubscriber(t, "sse", "alice")
+	aliceWS := n.resumingSubscriber(t, "ws", "alice")
+	bob := n.resumingSubscriber(t, "ws", "bob")
+	seven := n.resumingSubscriber(t, "sse", "7")
 
 	// Audience from the row, insert/update/delete, old row on delete.
 	pgExec(t, db,
@@ -395,7 +395,7 @@ func TestDBPushRules(t *testing.T) {
 	// The relay runs after the commits; the published one is made after it.
 	waitOutboxEmpty(t, db)
 	n.post(t, "/api/ws/push/data-change", `{"userId":"olga","tableId":"orders","rowId":"302","action":"create","data":{"id":302}}`)
-	olga := n.subscribe(t, "sse", "olga")
+	olga := n.resumingSubscriber(t, "sse", "olga")
 	var keys []string
 	for i, row := range []string{"300", "301", "302"} {
 		e := olga.next(t)
@@ -492,7 +492,7 @@ func TestDBPushWatchErrors(t *testing.T) {
 	if table != "things" || audience != "owner_id" || columns != "{other}" {
 		t.Fatalf("watched_tables: %s %s %s", table, audience, columns)
 	}
-	u := n.subscribe(t, "sse", "una")
+	u := n.resumingSubscriber(t, "sse", "una")
 	pgExec(t, db, `INSERT INTO things VALUES (1, 'una', 'x')`)
 	u.expectChange(t, "things", "create", "1", `{"other":"x"}`)
 
@@ -504,7 +504,7 @@ func TestDBPushWatchErrors(t *testing.T) {
 		t.Fatalf("watched_tables after unwatch: %d rows", got)
 	}
 	n2 := startNode(t, db)
-	u2 := n2.subscribe(t, "ws", "una")
+	u2 := n2.resumingSubscriber(t, "ws", "una")
 	u2.expectChange(t, "things", "create", "2", `{"other":"before unwatch"}`)
 	n2.post(t, "/api/ws/push/notification", `{"userId":"una","title":"marker","body":"-"}`)
 	if e := u2.next(t); e.Type != "notification" {
@@ -518,7 +518,7 @@ func TestDBPushBigStatement(t *testing.T) {
 	db := pgtest.NewDB(t)
 	n := startNode(t, db, "--offline-max-count", "20000")
 	pgExec(t, db, `CREATE TABLE items (id int PRIMARY KEY, owner text, v int)`, `SELECT push.watch_table('items', 'owner')`)
-	s := n.subscribe(t, "sse", "bulk")
+	s := n.resumingSubscriber(t, "sse", "bulk")
 	pgExec(t, db, `INSERT INTO items SELECT g, 'bulk', g * 2 FROM generate_series(1, 10000) g`)
 	for i := 1; i <= 10000; i++ {
 		c := s.next(t).change(t)
@@ -540,7 +540,7 @@ func TestDBPushConcurrentWritersTwoNodes(t *testing.T) {
 	a := startNode(t, db, "--offline-max-count", "5000")
 	b := startNode(t, db, "--offline-max-count", "5000")
 	pgExec(t, db, `CREATE TABLE counters (id int PRIMARY KEY, owner text, v int)`, `SELECT push.watch_table('counters', 'owner')`)
-	subs := []*subscriber{a.subscribe(t, "sse", "w"), b.subscribe(t, "ws", "w")}
+	subs := []*subscriber{a.resumingSubscriber(t, "sse", "w"), b.resumingSubscriber(t, "ws", "w")}
 
 	const writers, perWriter, rowsPerWriter = 4, 500, 10
 	pool, err := pgxpool.New(context.Background(), db)
@@ -619,7 +619,7 @@ func TestDBPushSameRowRace(t *testing.T) {
 	n := startNode(t, db, "--offline-max-count", "1000")
 	pgExec(t, db, `CREATE TABLE hot (id int PRIMARY KEY, owner text, v int, by text)`,
 		`SELECT push.watch_table('hot', 'owner')`, `INSERT INTO hot VALUES (1, 'h', 0, 'init')`)
-	s := n.subscribe(t, "sse", "h")
+	s := n.resumingSubscriber(t, "sse", "h")
 	s.expectChange(t, "hot", "create", "1", "")
 	pool, err := pgxpool.New(context.Background(), db)
 	if err != nil {
@@ -679,7 +679,7 @@ func TestDBPushWhileStopped(t *testing.T) {
 		t.Fatalf("outbox holds %d changes while pushd is down, want 4", got)
 	}
 	n2 := startNode(t, db)
-	s := n2.subscribe(t, "ws", "ida")
+	s := n2.resumingSubscriber(t, "ws", "ida")
 	s.expectChange(t, "notes", "create", "1", `{"id":1,"owner":"ida","body":"one"}`)
 	s.expectChange(t, "notes", "create", "2", "")
 	s.expectChange(t, "notes", "update", "2", `{"id":2,"owner":"ida","body":"two!"}`)
@@ -708,7 +708,7 @@ func TestDBPushApplicationRole(t *testing.T) {
 	}
 	u.User = url.User(role)
 	app := u.String()
-	s := n.subscribe(t, "sse", "tom")
+	s := n.resumingSubscriber(t, "sse", "tom")
 	pgExec(t, app, `INSERT INTO tasks VALUES (1, 'tom', 'write tests')`, `UPDATE tasks SET title = 'write more tests'`, `DELETE FROM tasks`)
 	s.expectChange(t, "tasks", "create", "1", "")
 	s.expectChange(t, "tasks", "update", "1", `{"id":1,"assignee":"tom","title":"write more tests"}`)
@@ -756,7 +756,7 @@ func TestDBPushRelayKilled(t *testing.T) {
 	if got := pgInt(t, db, `SELECT count(*) FROM push.messages`); got != backlog {
 		t.Fatalf("%d messages in the log, want %d (a change doubled)", got, backlog)
 	}
-	s := second.subscribe(t, "sse", "kim")
+	s := second.resumingSubscriber(t, "sse", "kim")
 	for i := 1; i <= backlog; i++ {
 		if c := s.next(t).change(t); c.RowID != strconv.Itoa(i) {
 			t.Fatalf("message %d is row %s", i, c.RowID)

@@ -200,7 +200,7 @@ func shutdown(timeout time.Duration, srv *api.Server, ln net.Listener, serveErr 
 const freshGrace = 200 * time.Millisecond
 
 func openStore(ctx context.Context, cfg *config, logger *slog.Logger) (stream.Store, error) {
-	r := stream.Retention{MaxCount: cfg.OfflineMaxCount, TTL: cfg.OfflineTTL}
+	r := stream.Retention{MaxCount: cfg.OfflineMaxCount, TTL: cfg.OfflineTTL, IdempotencyTTL: cfg.IdempotencyTTL}
 	if !cfg.OfflineEnabled {
 		r.MaxCount = 0
 	}

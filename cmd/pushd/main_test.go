@@ -24,7 +24,8 @@ func TestConfigDefaultsFollowTheContract(t *testing.T) {
 	}
 	if c.Addr != ":3001" || c.HeartbeatInterval != 30*time.Second || c.HeartbeatTimeout != 10*time.Second ||
 		!c.OfflineEnabled || c.OfflineMaxCount != 100 || c.OfflineTTL != 24*time.Hour || !c.AuthRequired ||
-		c.AuthTimeout != 10*time.Second || c.MaxMessageBytes != 65536 || c.SSEPadding != 2048 {
+		c.AuthTimeout != 10*time.Second || c.MaxMessageBytes != 65536 || c.SSEPadding != 2048 ||
+		c.IdempotencyTTL != 24*time.Hour {
 		t.Fatalf("defaults differ from CONTRACT §1: %+v", c)
 	}
 	if c.LogFormat != "text" || c.MaxConnections != 0 || c.MaxConnectionsPerUser != 100 || c.ConnectRateLimit != 0 ||
@@ -65,6 +66,7 @@ func TestBadConfigExitsTwoWithOneLine(t *testing.T) {
 		"negative count":        {args: []string{"--offline-max-count=-1"}, want: "--offline-max-count must not be negative"},
 		"negative writers":      {args: []string{"--fanout-writers=-2"}, want: "--fanout-writers must not be negative"},
 		"zero duration":         {args: []string{"--offline-ttl=0s"}, want: "--offline-ttl must be a positive duration"},
+		"zero key ttl":          {args: []string{"--idempotency-ttl=0s"}, want: "--idempotency-ttl must be a positive duration"},
 		"bad env":               {env: map[string]string{"PUSH_OFFLINE_TTL": "forever"}, want: "PUSH_OFFLINE_TTL"},
 		"tls half":              {args: []string{"--tls-cert", "x.pem"}, want: "--tls-cert and --tls-key go together"},
 		"bad origin":            {args: []string{"--allowed-origins", "not an origin"}, want: "--allowed-origins"},

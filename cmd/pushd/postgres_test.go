@@ -100,8 +100,17 @@ func (n *node) post(t *testing.T, path, body string) map[string]any {
 	return out
 }
 
-// sseEvents connects to /sse and returns a channel of (id, type) pairs.
+// sse connects to /sse and returns a channel of (id, type) pairs.
 func (n *node) sse(t *testing.T, user string) <-chan [2]string {
+	t.Helper()
+	out := make(chan [2]string, 100)
+	n.subscribe(t, user, func(id, typ, _ string) { out <- [2]string{id, typ} }, func() { close(out) })
+	return out
+}
+
+// subscribe connects to /sse as user and calls event for every event (its
+// id, type and data) from a goroutine, then end when the stream ends.
+func (n *node) subscribe(t *testing.T, user string, event func(id, typ, data string), end func()) {
 	t.Helper()
 	tok := n.post(t, "/api/ws/connect", fmt.Sprintf(`{"userId":%q}`, user))["token"].(string)
 	conn, err := net.Dial("tcp", strings.TrimPrefix(n.base, "http://"))
@@ -110,11 +119,10 @@ func (n *node) sse(t *testing.T, user string) <-chan [2]string {
 	}
 	t.Cleanup(func() { conn.Close() })
 	fmt.Fprintf(conn, "GET /sse?access_token=%s HTTP/1.1\r\nHost: x\r\n\r\n", tok)
-	out := make(chan [2]string, 100)
 	go func() {
-		defer close(out)
+		defer end()
 		br := bufio.NewReader(conn)
-		var id, typ string
+		var id, typ, data string
 		for {
 			line, err := br.ReadString('\n')
 			if err != nil {
@@ -126,13 +134,14 @@ func (n *node) sse(t *testing.T, user string) <-chan [2]string {
 				id = line[4:]
 			case strings.HasPrefix(line, "event: "):
 				typ = line[7:]
+			case strings.HasPrefix(line, "data: "):
+				data = line[6:]
 			case line == "" && typ != "":
-				out <- [2]string{id, typ}
-				id, typ = "", ""
+				event(id, typ, data)
+				id, typ, data = "", "", ""
 			}
 		}
 	}()
-	return out
 }
 
 func expectEvent(t *testing.T, ch <-chan [2]string, id, typ string) {

@@ -25,7 +25,6 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -234,99 +233,34 @@ func freePort() (int, error) {
 }
 
 func startLocal() (string, error) {
-	bin, err := binDir()
+	c, err := initCluster(false)
 	if err != nil {
 		return "", err
 	}
-	dir, err := os.MkdirTemp("", "pushd-pgtest-")
-	if err != nil {
+	if err := c.start(); err != nil {
+		c.remove()
 		return "", err
 	}
-	fail := func(err error) (string, error) {
-		_ = os.RemoveAll(dir)
-		return "", fmt.Errorf("local cluster: %w", err)
-	}
-	var prefix []string
-	if os.Geteuid() == 0 {
-		// initdb refuses to run as root.
-		pu, err := user.Lookup("postgres")
-		if err != nil {
-			return fail(fmt.Errorf("running as root and no postgres user: %w", err))
-		}
-		uid, _ := strconv.Atoi(pu.Uid)
-		gid, _ := strconv.Atoi(pu.Gid)
-		if err := os.Chown(dir, uid, gid); err != nil {
-			return fail(err)
-		}
-		runuser, err := exec.LookPath("runuser")
-		if err != nil {
-			return fail(err)
-		}
-		prefix = []string{runuser, "-u", "postgres", "--"}
-	}
-	run := func(name string, args ...string) error {
-		argv := append(append(append([]string{}, prefix...), filepath.Join(bin, name)), args...)
-		cmd := exec.Command(argv[0], argv[1:]...)
-		out, err := os.Create(filepath.Join(os.TempDir(), filepath.Base(dir)+"-"+name+".log"))
-		if err != nil {
-			return err
-		}
-		defer os.Remove(out.Name())
-		defer out.Close()
-		// A file, not a pipe: the server must not hold our output open.
-		cmd.Stdout, cmd.Stderr = out, out
-		if err := cmd.Run(); err != nil {
-			b, _ := os.ReadFile(out.Name())
-			return fmt.Errorf("%s: %w: %s", name, err, strings.TrimSpace(string(b)))
-		}
-		return nil
-	}
-	data := filepath.Join(dir, "data")
-	if err := run("initdb", "-D", data, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-locale", "--no-sync"); err != nil {
-		return fail(err)
-	}
-	var port int
-	for attempt := 0; ; attempt++ {
-		if port, err = freePort(); err != nil {
-			return fail(err)
-		}
-		opts := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300", port, dir)
-		err = run("pg_ctl", "-D", data, "-l", filepath.Join(dir, "server.log"), "-w", "-t", "30", "-o", opts, "start")
-		if err == nil {
-			break
-		}
-		if attempt == 2 { // the port may have been taken meanwhile
-			return fail(err)
-		}
-	}
-	pidLine, err := os.ReadFile(filepath.Join(data, "postmaster.pid"))
+	pid, err := c.pid()
 	if err != nil {
-		return fail(err)
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(strings.SplitN(string(pidLine), "\n", 2)[0]))
-	if err != nil {
-		return fail(err)
+		c.remove()
+		return "", err
 	}
 	// The watchdog stops the server if this binary dies without Main.
 	watch := exec.Command("sh", "-c", fmt.Sprintf(
 		"while kill -0 %d 2>/dev/null; do sleep 1; done; kill -INT %d 2>/dev/null; sleep 3; rm -rf %s",
-		os.Getpid(), pid, dir))
+		os.Getpid(), pid, c.dir))
 	watch.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := watch.Start(); err != nil {
 		_ = syscall.Kill(pid, syscall.SIGINT)
-		return fail(err)
+		c.remove()
+		return "", fmt.Errorf("local cluster: %w", err)
 	}
 	onStop(func() {
 		_ = watch.Process.Kill()
 		_ = watch.Wait()
-		_ = syscall.Kill(pid, syscall.SIGINT) // fast shutdown
-		for range 100 {
-			if syscall.Kill(pid, 0) != nil {
-				break
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-		_ = os.RemoveAll(dir)
+		c.stopPID(pid)
+		c.remove()
 	})
-	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port), nil
+	return c.url(), nil
 }

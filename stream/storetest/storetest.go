@@ -38,6 +38,11 @@ func Run(t *testing.T, open Opener) {
 		{"FeedOrderConcurrent", testFeedConcurrent},
 		{"TailingReaderSeesEveryID", testTailingReader},
 		{"Paging", testPaging},
+		{"IdempotentRepeat", testKeyRepeat},
+		{"IdempotencyConflict", testKeyConflict},
+		{"IdempotencyWithinCall", testKeyWithinCall},
+		{"IdempotencyExpiry", testKeyExpiry},
+		{"IdempotencyConcurrent", testKeyConcurrent},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open) })
