@@ -104,7 +104,7 @@ func TestE2EStalledSSEReaderCatchesUp(t *testing.T) {
 	sse := gated.openSSE("stella", "")
 	expectConnected(t, sse, "stella", "sse")
 
-	gate.shut() // stop reading
+	gate.shut()            // stop reading
 	t.Cleanup(gate.reopen) // before the client's cleanup, which waits for its reader
 	ids := pushBig(h, "stella")
 	if n := len(h.connections("stella")); n != 1 {
