@@ -63,8 +63,10 @@ const (
 )
 
 // sqlTakeOutbox deletes the oldest visible outbox rows, as many as hold
-// fewer than $1 changes before the last one taken, and returns their changes
-// one per row. RETURNING gives no order: the relay sorts by (seq, ord).
+// fewer than $1 changes before the last one taken, and returns them; the
+// relay splits their JSON arrays itself (the relay's backend is one core
+// of PostgreSQL for every node, so its work is kept small). RETURNING gives
+// no order: the relay sorts by seq.
 const sqlTakeOutbox = `
 WITH pick AS (
     SELECT seq FROM (
@@ -74,19 +76,53 @@ WITH pick AS (
     WHERE upto - n < $1
 ), taken AS (
     DELETE FROM push.outbox o USING pick WHERE o.seq = pick.seq
-    RETURNING o.seq, o.table_id, o.changes
+    RETURNING o.seq, o.table_id, o.changes::text
 )
-SELECT t.seq, e.ord, t.table_id, e.v->>0, e.v->>1, e.v->>2, (e.v->3)::text
-FROM taken t, json_array_elements(t.changes) WITH ORDINALITY AS e(v, ord)`
+SELECT seq, table_id, changes FROM taken`
 
 // change is one change of push.outbox.
 type change struct {
-	seq, ord int64
-	tableID  string
-	action   string
-	rowID    string
-	userID   *string
-	data     []byte
+	seq     int64
+	tableID string
+	action  string
+	rowID   string
+	userID  *string
+	data    []byte
+}
+
+// splitChanges appends the changes of one outbox row, a JSON array of
+// [action, rowId, audience or null, data], to out in their order.
+func (s *Postgres) splitChanges(out []change, seq int64, tableID string, js []byte) []change {
+	var elems [][4]json.RawMessage
+	if err := json.Unmarshal(js, &elems); err != nil {
+		s.log.Error("database changes not pushed: malformed outbox row", "seq", seq, "table", tableID, "err", err)
+		return out
+	}
+	for _, e := range elems {
+		c := change{seq: seq, tableID: tableID, data: e[3]}
+		ok := jsonText(e[0], &c.action) && jsonText(e[1], &c.rowID)
+		if string(e[2]) != "null" {
+			var u string
+			ok = ok && jsonText(e[2], &u)
+			c.userID = &u
+		}
+		if !ok {
+			s.log.Error("database change not pushed: malformed outbox row", "seq", seq, "table", tableID)
+			continue
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+// jsonText decodes a JSON string, without the decoder for the usual one
+// that needs no unescaping.
+func jsonText(raw json.RawMessage, dst *string) bool {
+	if n := len(raw); n >= 2 && raw[0] == '"' && raw[n-1] == '"' && bytes.IndexByte(raw, '\\') < 0 {
+		*dst = string(raw[1 : n-1])
+		return true
+	}
+	return json.Unmarshal(raw, dst) == nil
 }
 
 var changeActions = map[string]string{"c": "create", "u": "update", "d": "delete"}
@@ -149,11 +185,17 @@ func (s *Postgres) relay() (int, error) {
 	// is taken after the lock is held, so it sees every relay and append
 	// that committed before.
 	take.Queue(`SELECT pg_advisory_xact_lock($1)`, pushsql.AppendLock)
+	type outboxRow struct {
+		seq     int64
+		tableID string
+		changes []byte
+	}
+	var taken []outboxRow
 	take.Queue(sqlTakeOutbox, relayBatch).Query(func(rows pgx.Rows) error {
-		var c change
-		_, err := pgx.ForEachRow(rows, []any{&c.seq, &c.ord, &c.tableID, &c.action, &c.rowID, &c.userID, &c.data}, func() error {
-			changes = append(changes, c)
-			c.data = nil
+		var r outboxRow
+		_, err := pgx.ForEachRow(rows, []any{&r.seq, &r.tableID, &r.changes}, func() error {
+			taken = append(taken, r)
+			r.changes = nil
 			return nil
 		})
 		return err
@@ -161,15 +203,16 @@ func (s *Postgres) relay() (int, error) {
 	if err := conn.SendBatch(ctx, take).Close(); err != nil {
 		return 0, s.fail(ctx, "relay take", err)
 	}
-	if len(changes) == 0 {
+	slices.SortFunc(taken, func(a, b outboxRow) int { return cmp.Compare(a.seq, b.seq) })
+	for _, r := range taken {
+		changes = s.splitChanges(changes, r.seq, r.tableID, r.changes)
+	}
+	if len(taken) == 0 {
 		if _, err := conn.Exec(ctx, `ROLLBACK`); err != nil {
 			return 0, s.fail(ctx, "relay", err)
 		}
 		return 0, nil
 	}
-	slices.SortFunc(changes, func(a, b change) int {
-		return cmp.Or(cmp.Compare(a.seq, b.seq), cmp.Compare(a.ord, b.ord))
-	})
 	now := s.r.Clock().UnixMilli()
 	drafts := make([]stream.Draft, 0, len(changes))
 	for _, c := range changes {
