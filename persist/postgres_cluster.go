@@ -11,7 +11,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/jackc/pgxlisten"
 
 	"github.com/pushd/pushd/stream"
 )
@@ -161,17 +160,7 @@ func (c *cluster) wake(id int64) {
 func (s *Postgres) listenCluster(c *cluster) {
 	defer s.wg.Done()
 	var down atomic.Bool
-	l := &pgxlisten.Listener{
-		Connect: func(ctx context.Context) (*pgx.Conn, error) {
-			return pgx.ConnectConfig(ctx, s.cfg.ConnConfig.Copy())
-		},
-		LogError: func(ctx context.Context, err error) {
-			if ctx.Err() == nil && !down.Swap(true) {
-				s.log.Warn("cluster LISTEN connection lost; reconnecting (requests sent meanwhile go unanswered by this node)", "err", err)
-			}
-		},
-		ReconnectDelay: reconnectDelay,
-	}
+	l := s.listener(&down, "cluster LISTEN connection lost; reconnecting (requests sent meanwhile go unanswered by this node)")
 	l.Handle(clusterChannel, clusterHandler{s: s, c: c, down: &down})
 	_ = l.Listen(s.stopCtx)
 }

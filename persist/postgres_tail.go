@@ -120,17 +120,7 @@ WHERE seq > $1 ORDER BY seq LIMIT $2`, int64(last), tailPage)
 func (s *Postgres) listen() {
 	defer s.wg.Done()
 	var down atomic.Bool
-	l := &pgxlisten.Listener{
-		Connect: func(ctx context.Context) (*pgx.Conn, error) {
-			return pgx.ConnectConfig(ctx, s.cfg.ConnConfig.Copy())
-		},
-		LogError: func(ctx context.Context, err error) {
-			if ctx.Err() == nil && !down.Swap(true) {
-				s.log.Warn("LISTEN connection lost; reconnecting", "err", err)
-			}
-		},
-		ReconnectDelay: reconnectDelay,
-	}
+	l := s.listener(&down, "LISTEN connection lost; reconnecting")
 	l.Handle(pushsql.NotifyChannel, listenHandler{s: s, down: &down})
 	l.Handle(pushsql.OutboxChannel, outboxHandler{s: s})
 	_ = l.Listen(s.stopCtx)
@@ -168,4 +158,21 @@ func (h listenHandler) HandleBacklog(ctx context.Context, channel string, conn *
 	}
 	h.s.kick()
 	return nil
+}
+
+// listener is a LISTEN loop on a connection of its own (not from the pool),
+// reconnecting after reconnectDelay; lost says so once per outage, and down
+// is set until a handler's backlog hook clears it.
+func (s *Postgres) listener(down *atomic.Bool, lost string) *pgxlisten.Listener {
+	return &pgxlisten.Listener{
+		Connect: func(ctx context.Context) (*pgx.Conn, error) {
+			return pgx.ConnectConfig(ctx, s.cfg.ConnConfig.Copy())
+		},
+		LogError: func(ctx context.Context, err error) {
+			if ctx.Err() == nil && !down.Swap(true) {
+				s.log.Warn(lost, "err", err)
+			}
+		},
+		ReconnectDelay: reconnectDelay,
+	}
 }
