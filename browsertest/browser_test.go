@@ -351,8 +351,12 @@ func TestReactHooks(t *testing.T) {
 		t.Errorf("isConnected rendered %q while the server is unreachable", s)
 	}
 
+	// SSE first: an attempt whose SSE failed just before this falls back
+	// to WebSocket, which must then fail too, so the client ends on SSE.
+	f.setWSDown(true)
 	f.setDown(false)
 	tb.waitFor("status open rendered", "document.getElementById('status').textContent === 'open' && document.getElementById('dash-connected').textContent === 'true'", "document.body.innerText", wait)
+	f.setWSDown(false)
 	var r1, r2 int
 	time.Sleep(300 * time.Millisecond) // let React flush the effect that stops the polling
 	tb.mustEval("R.refreshes", &r1)

@@ -26,6 +26,7 @@ type front struct {
 	mu       sync.Mutex
 	sseMode  string // "" pass through, "502", "hang": 200 + headers, never a body byte
 	down     bool   // answer /sse and /ws with 502, as while pushd is unreachable
+	wsDown   bool   // answer /ws alone with 502
 	streams  []*sseStream
 	requests []string // request URIs of /sse and /ws, in order
 }
@@ -76,6 +77,14 @@ func (f *front) setDown(down bool) {
 	f.mu.Unlock()
 }
 
+// setWSDown refuses /ws alone, so a test can bring SSE back first and know
+// which transport a client ends up on.
+func (f *front) setWSDown(down bool) {
+	f.mu.Lock()
+	f.wsDown = down
+	f.mu.Unlock()
+}
+
 // freezeSSE makes every open SSE stream stop forwarding bytes while staying
 // open: from the browser's side the stream is dead without being closed.
 func (f *front) freezeSSE() {
@@ -111,7 +120,11 @@ func (f *front) record(r *http.Request) (mode string, down bool) {
 }
 
 func (f *front) serveWS(w http.ResponseWriter, r *http.Request) {
-	if _, down := f.record(r); down {
+	_, down := f.record(r)
+	f.mu.Lock()
+	down = down || f.wsDown
+	f.mu.Unlock()
+	if down {
 		http.Error(w, "upstream down", http.StatusBadGateway)
 		return
 	}
