@@ -74,11 +74,9 @@ WITH pick AS (
         FROM (SELECT seq, n FROM push.outbox ORDER BY seq LIMIT $1) l
     ) s
     WHERE upto - n < $1
-), taken AS (
-    DELETE FROM push.outbox o USING pick WHERE o.seq = pick.seq
-    RETURNING o.seq, o.table_id, o.changes::text
 )
-SELECT seq, table_id, changes FROM taken`
+DELETE FROM push.outbox o USING pick WHERE o.seq = pick.seq
+RETURNING o.seq, o.table_id, o.changes::text`
 
 // change is one change of push.outbox.
 type change struct {
@@ -129,11 +127,10 @@ var changeActions = map[string]string{"c": "create", "u": "update", "d": "delete
 
 // relayState is the writer's bookkeeping of the relay (writer only).
 type relayState struct {
-	failing      bool
-	quietChecked bool // notify => false tables were looked for at least once
-	pollFast     bool
-	warned       bool
-	lastCount    time.Time
+	failing   bool
+	pollFast  bool
+	warned    bool
+	lastCount time.Time
 }
 
 // relayOnce runs relay transactions while they move full batches and no
@@ -307,8 +304,7 @@ SELECT EXISTS (SELECT 1 FROM push.outbox), EXISTS (SELECT 1 FROM push.watched WH
 	if err != nil {
 		return true // let relay() report it
 	}
-	if quiet != s.relayState.pollFast || !s.relayState.quietChecked {
-		s.relayState.quietChecked = true
+	if quiet != s.relayState.pollFast { // the ticker starts at pollEvery
 		s.relayState.pollFast = quiet
 		if quiet {
 			tick.Reset(relayPollFast)
