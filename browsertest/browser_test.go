@@ -72,9 +72,14 @@ func TestFallbackToWebSocket(t *testing.T) {
 				return
 			}
 			// Once /sse works again, the next reconnection goes back to SSE.
+			// WebSocket stays refused meanwhile: an attempt whose SSE meets
+			// the restart's gap would otherwise fall back to it the moment
+			// pushd is back.
 			f.setSSEMode("")
+			f.setWSDown(true)
 			p.restart()
 			tb.waitFor("SSE again after a reconnection", "client.status === 'open' && client.transport === 'sse'", summary, wait)
+			f.setWSDown(false)
 			p.notify(user, "via-sse")
 			tb.waitFor("the notification over SSE", "H.notes().includes('via-sse')", summary, wait)
 		})
