@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 
+	"github.com/pushd/pushd/internal/flatjson"
 	"github.com/pushd/pushd/stream"
 )
 
@@ -65,12 +67,58 @@ func (q *notificationReq) payload() (json.RawMessage, error) {
 	if !present(q.Data) {
 		q.Data = nil
 	}
+	if q.Data == nil {
+		if p, ok := q.plainPayload(); ok {
+			return p, nil
+		}
+	}
 	return marshalPayload(notificationPayload{Title: q.Title, Body: q.Body, Icon: q.Icon, URL: q.URL, Data: q.Data}), nil
+}
+
+// plainPayload is the payload without data written by hand when every
+// string is one encoding/json writes verbatim: the same bytes as
+// marshalPayload without its reflection.
+func (q *notificationReq) plainPayload() (json.RawMessage, bool) {
+	b := make([]byte, 0, 32+len(q.Title)+len(q.Body)+len(q.Icon)+len(q.URL))
+	ok := true
+	field := func(name, v string, omitEmpty bool) {
+		if !ok || (omitEmpty && v == "") {
+			return
+		}
+		b = append(b, name...)
+		b, ok = flatjson.AppendString(b, v)
+	}
+	field(`{"title":`, q.Title, false)
+	field(`,"body":`, q.Body, false)
+	field(`,"icon":`, q.Icon, true)
+	field(`,"url":`, q.URL, true)
+	return append(b, '}'), ok
+}
+
+// flatFields are the members decodeFlat may fill in q.
+func (q *notificationReq) flatFields() [7]flatField {
+	return [7]flatField{
+		{name: "userId", str: &q.UserID}, {name: "title", str: &q.Title}, {name: "body", str: &q.Body},
+		{name: "icon", str: &q.Icon}, {name: "url", str: &q.URL}, {name: "data", raw: &q.Data},
+		{name: "kind", str: &q.Kind},
+	}
+}
+
+// decode fills q from raw: the hand-written fast path when raw has the
+// everyday shape, else the strict decoder.
+func (q *notificationReq) decode(raw []byte) error {
+	if fields := q.flatFields(); decodeFlat(raw, fields[:]) {
+		return nil
+	}
+	var strict notificationReq // a separate variable: only this path pays decodeStrict's heap copy
+	err := decodeStrict(raw, &strict)
+	*q = strict
+	return err
 }
 
 func buildNotification(raw []byte, now int64) (stream.Draft, error) {
 	var q notificationReq
-	if err := decodeStrict(raw, &q); err != nil {
+	if err := q.decode(raw); err != nil {
 		return stream.Draft{}, err
 	}
 	if err := checkID("userId", q.UserID); err != nil {
@@ -193,12 +241,6 @@ func buildAuditLog(raw []byte, now int64) (stream.Draft, error) {
 }
 
 // accepted is the 202 body of a single push.
-type accepted struct {
-	Message   string `json:"message"`
-	ID        string `json:"id"`
-	Timestamp int64  `json:"timestamp"`
-}
-
 var pushMessages = map[string]string{
 	"notification": "Notification stored and queued for delivery",
 	"dashboard":    "Dashboard update stored and queued for delivery",
@@ -240,8 +282,21 @@ func (s *Server) handlePush(kind string) http.HandlerFunc {
 		if !ok {
 			return
 		}
-		writeJSON(w, http.StatusAccepted, accepted{Message: pushMessages[kind], ID: msgs[0].ID, Timestamp: msgs[0].Timestamp})
+		writeAccepted(w, pushMessages[kind], msgs[0])
 	}
+}
+
+// writeAccepted answers a stored single push: {"message","id","timestamp"},
+// built by appending (the message texts and event ids need no escaping).
+func writeAccepted(w http.ResponseWriter, message string, m *stream.Message) {
+	b := make([]byte, 0, 64+len(message)+len(m.ID))
+	b = append(b, `{"message":"`...)
+	b = append(b, message...)
+	b = append(b, `","id":"`...)
+	b = append(b, m.ID...)
+	b = append(b, `","timestamp":`...)
+	b = strconv.AppendInt(b, m.Timestamp, 10)
+	writeJSONBody(w, http.StatusAccepted, append(b, "}\n"...))
 }
 
 // maxBatch is the most messages one batch request may carry.

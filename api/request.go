@@ -34,7 +34,7 @@ func (s *Server) readBodyLimit(w http.ResponseWriter, r *http.Request, limit int
 	// A client trickling its body must not hold a handler for ever.
 	rc := http.NewResponseController(w)
 	_ = rc.SetReadDeadline(time.Now().Add(s.opts.BodyReadTimeout))
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	body, err := readAllLimit(w, r, limit)
 	// Lifted once the body is in: net/http's background read (which notices
 	// a client going away) would otherwise end the request at the deadline.
 	_ = rc.SetReadDeadline(time.Time{})
@@ -54,6 +54,21 @@ func (s *Server) readBodyLimit(w http.ResponseWriter, r *http.Request, limit int
 		return nil, false
 	}
 	return body, true
+}
+
+// readAllLimit reads the body into one buffer of its declared length when
+// it has one (io.ReadAll would grow a buffer from 512 bytes), else through
+// the limit.
+func readAllLimit(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	body := http.MaxBytesReader(w, r.Body, limit)
+	if r.ContentLength < 0 {
+		return io.ReadAll(body)
+	}
+	buf := make([]byte, r.ContentLength)
+	if _, err := io.ReadFull(body, buf); err != nil {
+		return nil, err
+	}
+	return buf, nil
 }
 
 // decodeStrict decodes one JSON object into v, rejecting unknown fields,

@@ -1,15 +1,12 @@
 package api
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"net/http"
 	"strconv"
 	"sync/atomic"
 )
-
-type requestIDKey struct{}
 
 // Request ids minted here are a random per-process prefix and a counter:
 // unique without a random read per request.
@@ -28,17 +25,26 @@ const maxRequestIDLen = 200
 // withRequestID gives every request an id: the caller's X-Request-Id when it
 // is 1–200 visible ASCII characters (anything else could forge log lines),
 // else a new one. It is echoed in the response and named by the request's
-// log lines.
+// log lines. The id travels in the request's own header (replacing a
+// rejected one) rather than in a derived context: r.WithContext would copy
+// the whole Request on every call.
 func withRequestID(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id := r.Header.Get("X-Request-Id")
-		if !validRequestID(id) {
-			id = requestIDPrefix + "-" + strconv.FormatUint(requestIDSeq.Add(1), 10)
+		id := r.Header[requestIDHeader]
+		if len(id) == 0 || !validRequestID(id[0]) {
+			id = []string{requestIDPrefix + "-" + strconv.FormatUint(requestIDSeq.Add(1), 10)}
+			if r.Header == nil {
+				r.Header = make(http.Header)
+			}
+			r.Header[requestIDHeader] = id
 		}
-		w.Header().Set("X-Request-Id", id)
-		h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), requestIDKey{}, id)))
+		w.Header()[requestIDHeader] = id[:1:1]
+		h.ServeHTTP(w, r)
 	})
 }
+
+// requestIDHeader is X-Request-Id in canonical form.
+const requestIDHeader = "X-Request-Id"
 
 // validRequestID reports whether a caller's X-Request-Id is kept.
 func validRequestID(id string) bool {
@@ -55,6 +61,8 @@ func validRequestID(id string) bool {
 
 // requestID is the id withRequestID gave r.
 func requestID(r *http.Request) string {
-	id, _ := r.Context().Value(requestIDKey{}).(string)
-	return id
+	if id := r.Header[requestIDHeader]; len(id) > 0 {
+		return id[0]
+	}
+	return ""
 }

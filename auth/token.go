@@ -47,7 +47,7 @@ func (t *Tokens) Verify(token string) (string, error) {
 	if token == "" {
 		return "", ErrNoToken
 	}
-	var claims jwt.RegisteredClaims
+	var claims subscriberClaims
 	_, err := jwt.ParseWithClaims(token, &claims, func(*jwt.Token) (any, error) { return t.secret, nil },
 		jwt.WithValidMethods([]string{"HS256"}),
 		jwt.WithExpirationRequired(),

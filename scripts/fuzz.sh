@@ -10,9 +10,11 @@ targets=(
   "./api/ FuzzBatchBodies"
   "./api/ FuzzPushKinds"
   "./api/ FuzzParseForwardedFor"
+  "./api/ FuzzDecodeFlat"
   "./ws/ FuzzClientFrame"
   "./ws/ FuzzAuthFrame"
   "./auth/ FuzzVerify"
+  "./auth/ FuzzSubscriberClaims"
   "./stream/ FuzzParseID"
 )
 log=$(mktemp)
