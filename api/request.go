@@ -56,16 +56,16 @@ func (s *Server) readBodyLimit(w http.ResponseWriter, r *http.Request, limit int
 	return body, true
 }
 
-// readAllLimit reads the body into one buffer of its declared length when
-// it has one (io.ReadAll would grow a buffer from 512 bytes), else through
-// the limit.
+// readAllLimit reads the body under limit. A body of declared length (the
+// caller checked it against limit, and net/http ends the body there) is
+// read into one buffer of that length; io.ReadAll would grow one from 512
+// bytes.
 func readAllLimit(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
-	body := http.MaxBytesReader(w, r.Body, limit)
 	if r.ContentLength < 0 {
-		return io.ReadAll(body)
+		return io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	}
 	buf := make([]byte, r.ContentLength)
-	if _, err := io.ReadFull(body, buf); err != nil {
+	if _, err := io.ReadFull(r.Body, buf); err != nil {
 		return nil, err
 	}
 	return buf, nil

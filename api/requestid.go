@@ -32,7 +32,7 @@ func withRequestID(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id := r.Header[requestIDHeader]
 		if len(id) == 0 || !validRequestID(id[0]) {
-			id = []string{requestIDPrefix + "-" + strconv.FormatUint(requestIDSeq.Add(1), 10)}
+			id = []string{newRequestID()}
 			if r.Header == nil {
 				r.Header = make(http.Header)
 			}
@@ -41,6 +41,13 @@ func withRequestID(h http.Handler) http.Handler {
 		w.Header()[requestIDHeader] = id[:1:1]
 		h.ServeHTTP(w, r)
 	})
+}
+
+// newRequestID mints an id: the process prefix, a dash and the counter.
+func newRequestID() string {
+	var buf [64]byte
+	b := append(append(buf[:0], requestIDPrefix...), '-')
+	return string(strconv.AppendUint(b, requestIDSeq.Add(1), 10))
 }
 
 // requestIDHeader is X-Request-Id in canonical form.
