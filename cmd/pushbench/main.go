@@ -252,7 +252,9 @@ func runAll(ctx context.Context, cfg *config, out, tbl io.Writer) ([]*result, er
 		start := time.Now()
 		load := loadAvg1()
 		var res *result
-		if t.name == "baseline" && !sc.baseline {
+		// A resume storm in which nothing is missed (-m 0) is a reconnect
+		// storm: the baseline can take part, it needs no history.
+		if t.name == "baseline" && !sc.baseline && !(cfg.scenario == "resume-storm" && cfg.m == 0) {
 			res = &result{Scenario: cfg.scenario, Transport: cfg.transport, Target: t.name, Server: t.base.String(),
 				Skipped: "the baseline keeps no history; " + cfg.scenario + " runs against pushd only"}
 		} else {

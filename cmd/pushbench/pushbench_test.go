@@ -135,6 +135,20 @@ func TestScenariosAgainstBaseline(t *testing.T) {
 	}
 }
 
+// TestReconnectStormAgainstBaseline: a resume storm that misses nothing
+// (-m 0) runs against the baseline too and reports the reconnect time (the
+// CPU per connect of 20 connections is below /proc's tick).
+func TestReconnectStormAgainstBaseline(t *testing.T) {
+	srv := httptest.NewServer(newBaselineServer().handler())
+	defer srv.Close()
+	cfg := smallConfig("resume-storm", "sse")
+	cfg.baseline, cfg.server, cfg.m, cfg.baselinePID = srv.URL, "", 0, os.Getpid()
+	res := runAndCheck(t, cfg)
+	if res[0].Skipped != "" || res[0].ReconnectSecs <= 0 {
+		t.Fatalf("reconnect storm against the baseline: skipped %q, reconnect %vs", res[0].Skipped, res[0].ReconnectSecs)
+	}
+}
+
 // TestBaselineAuto covers --baseline auto: the baseline runs as a child
 // process whose RSS and CPU come from /proc.
 func TestBaselineAuto(t *testing.T) {

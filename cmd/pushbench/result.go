@@ -30,6 +30,12 @@ type result struct {
 	ConnectRate    float64 `json:"connectPerSec"`
 	ConnectP50ms   float64 `json:"connectP50Ms"`
 	ConnectP99ms   float64 `json:"connectP99Ms"`
+	// ConnectCPUPer1000 is the servers' CPU per 1000 connects over the
+	// connect phase (the idle scenario and the resume storm).
+	ConnectCPUPer1000 float64 `json:"connectCpuPer1000Ms,omitempty"`
+	// ReconnectSecs is the resume storm's time until every client is
+	// connected again.
+	ReconnectSecs float64 `json:"reconnectSeconds,omitempty"`
 
 	Published      int64   `json:"published,omitempty"`
 	PublishErrors  int64   `json:"publishErrors,omitempty"`
@@ -156,6 +162,30 @@ func startCPU(r *run) *cpuWindow {
 	return w
 }
 
+// serverCPU is the servers' CPU time since the window started (false when
+// /proc could not be read).
+func (w *cpuWindow) serverCPU() (time.Duration, bool) {
+	if !w.ok {
+		return 0, false
+	}
+	var cpu time.Duration
+	for i, pid := range w.pids {
+		after, err := readProc(pid)
+		if err != nil {
+			return 0, false
+		}
+		cpu += after.CPU - w.before[i].CPU
+	}
+	return cpu, true
+}
+
+// connectCPU fills the servers' CPU per 1000 connects made in the window.
+func (w *cpuWindow) connectCPU(res *result, connects int) {
+	if cpu, ok := w.serverCPU(); ok && connects > 0 {
+		res.ConnectCPUPer1000 = round(float64(cpu)/1e6/float64(connects)*1000, 2)
+	}
+}
+
 // finish fills CPU figures for deliveries made in the window.
 func (w *cpuWindow) finish(res *result, deliveries int64) {
 	client := selfCPU() - w.clientBefore
@@ -216,6 +246,8 @@ var tableRows = []row{
 	{"connections", func(r *result) string { return fmt.Sprintf("%d (%d failed)", r.Connections, r.ConnectFailed) }},
 	{"connect rate", func(r *result) string { return f(r.ConnectRate, "/s") }},
 	{"connect p50 / p99", func(r *result) string { return f(r.ConnectP50ms, "ms") + " / " + f(r.ConnectP99ms, "ms") }},
+	{"server CPU / 1000 connects", func(r *result) string { return f(r.ConnectCPUPer1000, " ms") }},
+	{"reconnect time (all)", func(r *result) string { return f(r.ReconnectSecs, "s") }},
 	{"published", func(r *result) string { return fmt.Sprintf("%d (%d errors)", r.Published, r.PublishErrors) }},
 	{"publish rate", func(r *result) string { return f(r.PublishRate, "/s") }},
 	{"delivered / expected", func(r *result) string { return fmt.Sprintf("%d / %d", r.Delivered, r.Expected) }},
@@ -312,6 +344,8 @@ func writeTable(w io.Writer, results []*result) {
 		ratio("publish rate", r.PublishRate, base.PublishRate)
 		ratio("deliveries/s", r.DeliveryPS, base.DeliveryPS)
 		ratio("connect rate", r.ConnectRate, base.ConnectRate)
+		ratio("CPU per 1000 connects", r.ConnectCPUPer1000, base.ConnectCPUPer1000)
+		ratio("reconnect time (all)", r.ReconnectSecs, base.ReconnectSecs)
 	}
 	for _, r := range results {
 		for _, e := range r.Errors {

@@ -23,7 +23,9 @@ func runIdle(ctx context.Context, r *run) *result {
 		s, _ := readProc(pid)
 		res.ServerRSSBaseKiB += s.RSSKiB
 	}
+	connectCPU := startCPU(r)
 	took, failed := r.connectAll(ctx, subs, false)
+	connectCPU.connectCPU(res, cfg.n-failed)
 	res.Connections = cfg.n - failed
 	res.ConnectFailed = failed
 	res.ConnectSeconds = round(took.Seconds(), 3)

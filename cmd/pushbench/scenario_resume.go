@@ -99,16 +99,17 @@ func runResumeStorm(ctx context.Context, r *run) *result {
 	primed := r.delivered.Load()
 	stormStart := time.Now()
 	connTook, failed := r.connectAll(ctx, subs, true)
+	cw.connectCPU(res, len(subs)-failed)
 	if failed > 0 {
 		res.ConnectFailed += failed
 	}
 	caught := r.waitDelivered(ctx, res.Expected, cfg.drain)
 	cw.finish(res, r.delivered.Load()-primed)
-	if last := r.lastRecv.Load(); last > 0 && caught {
+	if last := r.lastRecv.Load(); last > stormStart.UnixNano() && caught {
 		res.CatchUpSecs = round(time.Unix(0, last).Sub(stormStart).Seconds(), 3)
 		res.DeliveryPS = round(float64(r.delivered.Load()-primed)/time.Unix(0, last).Sub(stormStart).Seconds(), 1)
 	}
-	res.Params["reconnectSeconds"] = round(connTook.Seconds(), 3)
+	res.ReconnectSecs = round(connTook.Seconds(), 3)
 	res.Missing = missing(subs)
 	r.closeAll(subs)
 	r.fillCommon(res)
