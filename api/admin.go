@@ -63,7 +63,7 @@ func (s *Server) handleStats(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 	defer cancel()
 	start := time.Now()
-	qs, err := s.manager.Store().QueueStats(ctx)
+	qs, _, err := s.manager.QueueStats(ctx) // zero figures for a store without them
 	s.metrics.storeOps["queue_stats"].Observe(time.Since(start).Seconds())
 	if err != nil {
 		s.log.Warn("store error: queue stats failed", "err", err, "request_id", requestID(r))
@@ -84,8 +84,7 @@ func (s *Server) handleStats(w http.ResponseWriter, r *http.Request) {
 		"nodes":            c.Nodes,
 		"timestamp":        stream.NowMillis(),
 	}
-	if ob, ok := s.manager.Store().(outboxReporter); ok {
-		n, err := ob.OutboxPending(ctx)
+	if n, ok, err := s.manager.OutboxPending(ctx); ok {
 		if err != nil {
 			retryAfter(w, s.opts.RetryAfter)
 			writeError(w, http.StatusServiceUnavailable, codeUnavailable, "store unavailable: the outbox cannot be read")
@@ -94,12 +93,6 @@ func (s *Server) handleStats(w http.ResponseWriter, r *http.Request) {
 		body["outboxPending"] = n
 	}
 	writeJSON(w, http.StatusOK, body)
-}
-
-// outboxReporter is a store with database-driven pushes (PostgreSQL): how
-// many changes wait in its outbox.
-type outboxReporter interface {
-	OutboxPending(ctx context.Context) (int64, error)
 }
 
 func userParam(r *http.Request) (string, error) {

@@ -213,9 +213,6 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.handler.ServeHTTP(w, r)
 }
 
-// Manager is the stream manager behind the server.
-func (s *Server) Manager() *stream.Manager { return s.manager }
-
 func (s *Server) requireKey(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		key, ok := auth.Bearer(r)
@@ -292,7 +289,7 @@ func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
 	start := time.Now()
-	err := s.manager.Store().Ping(ctx)
+	err := s.manager.Ready(ctx)
 	s.metrics.storeOps["ping"].Observe(time.Since(start).Seconds())
 	if err != nil {
 		s.log.Warn("store error: readiness ping failed", "err", err, "request_id", requestID(r))

@@ -52,6 +52,14 @@ type keyExpiry struct {
 	expires int64
 }
 
+// The interfaces the memory store implements. It has no Pinger: it is
+// always reachable.
+var (
+	_ stream.Store         = (*Memory)(nil)
+	_ stream.Expirer       = (*Memory)(nil)
+	_ stream.QueueReporter = (*Memory)(nil)
+)
+
 type memUser struct {
 	msgs   []*stream.Message // kept user-addressed messages, oldest first
 	lost   uint64            // highest dropped (not superseded) own message
@@ -357,7 +365,7 @@ func (s *Memory) MarkDelivered(ctx context.Context, ds []stream.Delivery) error 
 	return nil
 }
 
-// Expire implements stream.Store.
+// Expire implements stream.Expirer.
 func (s *Memory) Expire(ctx context.Context) (int, error) {
 	now := s.r.Clock().UnixMilli()
 	s.mu.Lock()
@@ -376,7 +384,7 @@ func (s *Memory) Expire(ctx context.Context) (int, error) {
 	return int(s.expired - before), nil
 }
 
-// QueueStats implements stream.Store.
+// QueueStats implements stream.QueueReporter.
 func (s *Memory) QueueStats(ctx context.Context) (stream.QueueStats, error) {
 	now := s.r.Clock().UnixMilli()
 	s.mu.Lock()
@@ -391,9 +399,6 @@ func (s *Memory) QueueStats(ctx context.Context) (stream.QueueStats, error) {
 	}
 	return stream.QueueStats{PendingMessages: pending, DeliveredMessages: s.delivered, ExpiredMessages: s.expired}, nil
 }
-
-// Ping implements stream.Store.
-func (s *Memory) Ping(ctx context.Context) error { return nil }
 
 // Close implements stream.Store: later appends fail; the feed drains.
 func (s *Memory) Close() error {

@@ -8,7 +8,7 @@ import (
 )
 
 func TestMemoryConformance(t *testing.T) {
-	storetest.Run(t, func(t *testing.T, r stream.Retention) stream.Store {
+	storetest.Run(t, func(t *testing.T, r stream.Retention) storetest.Store {
 		s := NewMemory(r)
 		t.Cleanup(func() { _ = s.Close() })
 		return s

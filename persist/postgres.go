@@ -87,6 +87,16 @@ type Postgres struct {
 	settling atomic.Bool
 }
 
+// The interfaces the PostgreSQL store implements.
+var (
+	_ stream.Store          = (*Postgres)(nil)
+	_ stream.Pinger         = (*Postgres)(nil)
+	_ stream.QueueReporter  = (*Postgres)(nil)
+	_ stream.Expirer        = (*Postgres)(nil)
+	_ stream.OutboxReporter = (*Postgres)(nil)
+	_ stream.Cluster        = (*Postgres)(nil)
+)
+
 // Defaults of the PostgreSQL store.
 const (
 	defaultMaxConns   = 8
@@ -306,7 +316,7 @@ UPDATE push.counters SET value = value + $3 WHERE name = 'delivered' AND $3 <> 0
 	return nil
 }
 
-// QueueStats implements stream.Store.
+// QueueStats implements stream.QueueReporter.
 func (s *Postgres) QueueStats(ctx context.Context) (stream.QueueStats, error) {
 	var st stream.QueueStats
 	if err := s.usable(); err != nil {
@@ -326,7 +336,7 @@ SELECT
 	return st, nil
 }
 
-// Ping implements stream.Store.
+// Ping implements stream.Pinger.
 func (s *Postgres) Ping(ctx context.Context) error {
 	if err := s.usable(); err != nil {
 		return err

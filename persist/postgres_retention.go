@@ -223,7 +223,7 @@ DELETE FROM push.messages WHERE seq IN (
     WHERE gone_at < now() - $1::bigint * interval '1 millisecond'
     ORDER BY gone_at LIMIT $2::bigint)`
 
-// Expire implements stream.Store. One node at a time runs it (others return
+// Expire implements stream.Expirer. One node at a time runs it (others return
 // 0 at once); each statement handles a bounded batch and holds the append
 // lock only for that batch.
 func (s *Postgres) Expire(ctx context.Context) (int, error) {

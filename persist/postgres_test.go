@@ -42,7 +42,7 @@ func openPG(t testing.TB, url string, r stream.Retention) *Postgres {
 }
 
 func TestPostgresConformance(t *testing.T) {
-	storetest.Run(t, func(t *testing.T, r stream.Retention) stream.Store {
+	storetest.Run(t, func(t *testing.T, r stream.Retention) storetest.Store {
 		return openPG(t, pgtest.NewDB(t), r)
 	})
 }

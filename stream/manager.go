@@ -115,8 +115,37 @@ func NewManager(store Store, cfg Config) *Manager {
 	return m
 }
 
-// Store is the manager's store.
-func (m *Manager) Store() Store { return m.store }
+// Ready reports whether the store can serve (readiness): the error of its
+// Ping when it is a Pinger, else nil.
+func (m *Manager) Ready(ctx context.Context) error {
+	if p, ok := m.store.(Pinger); ok {
+		return p.Ping(ctx)
+	}
+	return nil
+}
+
+// QueueStats reports the store's offline queue; ok is false, with zero
+// figures, when the store is not a QueueReporter.
+func (m *Manager) QueueStats(ctx context.Context) (st QueueStats, ok bool, err error) {
+	q, ok := m.store.(QueueReporter)
+	if !ok {
+		return QueueStats{}, false, nil
+	}
+	st, err = q.QueueStats(ctx)
+	return st, true, err
+}
+
+// OutboxPending reports how many database-driven changes wait in the
+// store's outbox; ok is false when the store is not an OutboxReporter (it
+// has no outbox).
+func (m *Manager) OutboxPending(ctx context.Context) (n int64, ok bool, err error) {
+	o, ok := m.store.(OutboxReporter)
+	if !ok {
+		return 0, false, nil
+	}
+	n, err = o.OutboxPending(ctx)
+	return n, true, err
+}
 
 // Publish stores drafts (in order) and returns them; delivery to live
 // sessions follows through the store's feed. Nothing is acknowledged that was

@@ -130,7 +130,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	expireCtx, stopExpire := context.WithCancel(context.Background())
 	defer stopExpire()
-	go expireLoop(expireCtx, store, cfg.OfflineTTL, srv.StoreTimer("expire"), logger)
+	if ex, ok := store.(stream.Expirer); ok {
+		go expireLoop(expireCtx, ex, cfg.OfflineTTL, srv.StoreTimer("expire"), logger)
+	}
 
 	if cfg.PprofAddr != "" {
 		go servePprof(cfg.PprofAddr, logger)
@@ -219,8 +221,11 @@ func openStore(ctx context.Context, cfg *config, logger *slog.Logger) (stream.St
 }
 
 // expireLoop drops expired and over-cap messages in the background, off the
-// publish path.
-func expireLoop(ctx context.Context, store stream.Store, ttl time.Duration, observe func(time.Time), logger *slog.Logger) {
+// publish path. It runs here, next to the store's opening and closing,
+// rather than in the Manager: expiry is the store's upkeep under its
+// retention policy (which the Manager never sees), and it must stop with the
+// store, not with the sessions.
+func expireLoop(ctx context.Context, store stream.Expirer, ttl time.Duration, observe func(time.Time), logger *slog.Logger) {
 	every := min(max(ttl/20, time.Second), time.Minute)
 	t := time.NewTicker(every)
 	defer t.Stop()

@@ -14,8 +14,17 @@ import (
 	"github.com/pushd/pushd/stream"
 )
 
+// Store is what the suite tests: the log and cursors of stream.Store, and
+// the optional expiry and queue statistics, which the retention cases
+// check.
+type Store interface {
+	stream.Store
+	stream.Expirer
+	stream.QueueReporter
+}
+
 // Opener returns a fresh, empty store with retention r, closed by the test.
-type Opener func(t *testing.T, r stream.Retention) stream.Store
+type Opener func(t *testing.T, r stream.Retention) Store
 
 // Run runs the whole suite against stores made by open.
 func Run(t *testing.T, open Opener) {
