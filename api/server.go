@@ -292,6 +292,8 @@ func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
 	err := s.manager.Ready(ctx)
 	s.metrics.storeOps["ping"].Observe(time.Since(start).Seconds())
 	if err != nil {
+		// Not ready, whatever the cause: a probe asks "send traffic here?",
+		// and a store failing its ping in any way says no.
 		s.log.Warn("store error: readiness ping failed", "err", err, "request_id", requestID(r))
 		writeError(w, http.StatusServiceUnavailable, codeUnavailable, "store unreachable")
 		return

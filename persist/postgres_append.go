@@ -99,10 +99,12 @@ func (s *Postgres) Append(ctx context.Context, drafts []stream.Draft) ([]*stream
 	}
 }
 
+// checkText fails, wrapping stream.ErrRejected, for a string PostgreSQL
+// text cannot hold.
 func checkText(ss ...string) error {
 	for _, s := range ss {
 		if strings.IndexByte(s, 0) >= 0 || !utf8.ValidString(s) {
-			return fmt.Errorf("string %q holds NUL or invalid UTF-8", s)
+			return fmt.Errorf("%w: string %q holds NUL or invalid UTF-8", stream.ErrRejected, s)
 		}
 	}
 	return nil

@@ -487,8 +487,8 @@ func TestPostgresOfflineDisabledStillBus(t *testing.T) {
 func TestPostgresBadDraft(t *testing.T) {
 	s := openPG(t, pgtest.NewDB(t), big())
 	s.SetFeed(func([]*stream.Message) {})
-	if _, err := s.Append(bg, []stream.Draft{note("a\x00b", 1)}); err == nil || errors.Is(err, stream.ErrUnavailable) {
-		t.Fatalf("NUL in user id: err = %v, want a non-outage error", err)
+	if _, err := s.Append(bg, []stream.Draft{note("a\x00b", 1)}); err == nil || errors.Is(err, stream.ErrUnavailable) || !errors.Is(err, stream.ErrRejected) {
+		t.Fatalf("NUL in user id: err = %v, want a non-outage error wrapping ErrRejected", err)
 	}
 	mustAppend(t, s, note("a", 1))
 }
