@@ -380,16 +380,24 @@ func (s *Postgres) cutoff(now time.Time) int64 {
 	return now.UnixMilli() - s.r.TTL.Milliseconds()
 }
 
-// fail names the operation and classifies err: everything that means "the
-// database cannot be reached or cannot serve now" wraps stream.ErrUnavailable,
-// so the API answers 503 and acknowledges nothing.
+// fail names the operation and classifies err (see classify).
 func (s *Postgres) fail(ctx context.Context, op string, err error) error {
-	if isUnavailable(ctx, err) {
-		return fmt.Errorf("persist: postgres %s: %w: %w", op, stream.ErrUnavailable, err)
-	}
-	return fmt.Errorf("persist: postgres %s: %w", op, err)
+	return classify(ctx, "persist: postgres "+op, err)
 }
 
+// classify prefixes err with what failed and sorts it: everything that means
+// "the database cannot be reached or cannot serve now" wraps
+// stream.ErrUnavailable, so the API answers 503 and acknowledges nothing;
+// anything else (a bug or bad data) is returned as it is.
+func classify(ctx context.Context, what string, err error) error {
+	if isUnavailable(ctx, err) {
+		return fmt.Errorf("%s: %w: %w", what, stream.ErrUnavailable, err)
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+// isUnavailable reports whether err means an outage rather than a fault of
+// the request. A context the caller cancelled is not one.
 func isUnavailable(ctx context.Context, err error) bool {
 	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
 		return false // the caller gave up; not the database's fault
