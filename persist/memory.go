@@ -400,8 +400,9 @@ func (s *Memory) QueueStats(ctx context.Context) (stream.QueueStats, error) {
 	return stream.QueueStats{PendingMessages: pending, DeliveredMessages: s.delivered, ExpiredMessages: s.expired}, nil
 }
 
-// Close implements stream.Store: later appends fail; the feed drains.
-func (s *Memory) Close() error {
+// Close implements stream.Store: later appends fail; the feed drains. It has
+// nothing to wait for, so it never fails.
+func (s *Memory) Close(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.closed {

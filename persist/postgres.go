@@ -71,7 +71,9 @@ type Postgres struct {
 	cancel     context.CancelFunc
 	wg         sync.WaitGroup
 	closed     atomic.Bool
-	closeErr   sync.Once
+	closeOnce  sync.Once
+	// shut is closed once Close has stopped everything and closed the pool.
+	shut chan struct{}
 
 	// changeDataLimit: a database change whose row is larger goes out
 	// without data ("dataOmitted").
@@ -159,6 +161,7 @@ func OpenPostgres(ctx context.Context, url string, r stream.Retention, logger *s
 		local:      make(chan []*stream.Message, 256),
 		wake:       make(chan struct{}, 1),
 		stop:       make(chan struct{}),
+		shut:       make(chan struct{}),
 
 		changeDataLimit: defaultChangeDataLimit,
 	}
@@ -347,19 +350,28 @@ func (s *Postgres) Ping(ctx context.Context) error {
 	return nil
 }
 
-// Close implements stream.Store: the node leaves the registry, queued
-// appends fail, the writer finishes its transaction, the tail and the
-// listeners stop, the pool closes.
-func (s *Postgres) Close() error {
-	s.closeErr.Do(func() {
+// Close implements stream.Store: later calls fail at once; the node leaves
+// the registry, queued appends fail, the writer finishes its transaction
+// (which can take up to commitTimeout), the tail and the listeners stop,
+// the pool closes. It waits for all that at most until ctx ends.
+func (s *Postgres) Close(ctx context.Context) error {
+	s.closeOnce.Do(func() {
 		s.closed.Store(true)
-		s.leave()
-		close(s.stop)
-		s.cancel() // aborts the tail's read and the LISTEN wait, not a commit
-		s.wg.Wait()
-		s.pool.Close()
+		go func() {
+			s.leave()
+			close(s.stop)
+			s.cancel() // aborts the tail's read and the LISTEN wait, not a commit
+			s.wg.Wait()
+			s.pool.Close()
+			close(s.shut)
+		}()
 	})
-	return nil
+	select {
+	case <-s.shut:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 var errClosed = fmt.Errorf("persist: postgres store closed: %w", stream.ErrUnavailable)

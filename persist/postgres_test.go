@@ -37,7 +37,7 @@ func openPG(t testing.TB, url string, r stream.Retention) *Postgres {
 	if err != nil {
 		t.Fatalf("open postgres: %v", err)
 	}
-	t.Cleanup(func() { _ = s.Close() })
+	t.Cleanup(func() { _ = s.Close(context.Background()) })
 	return s
 }
 
@@ -237,7 +237,7 @@ func TestPostgresRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	epoch := s1.Epoch()
-	if err := s1.Close(); err != nil {
+	if err := s1.Close(bg); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s1.Head(bg); !errors.Is(err, stream.ErrUnavailable) {
@@ -515,7 +515,7 @@ func TestPostgresCloseUnderLoad(t *testing.T) {
 		}()
 	}
 	time.Sleep(200 * time.Millisecond)
-	if err := s.Close(); err != nil {
+	if err := s.Close(bg); err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan struct{})

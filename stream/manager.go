@@ -80,6 +80,11 @@ type userSessions struct {
 // NewManager creates a manager on store and registers itself as the store's
 // feed; on a store shared by several nodes (a Cluster) it joins the cluster,
 // so that its connections count in every node's answers.
+//
+// It starts the manager's two goroutines, which Shutdown ends: the cursor
+// flush (every FlushInterval) and, when HeartbeatInterval is set, the
+// heartbeat. They start here rather than in a separate Run so that a
+// manager can never serve sessions without writing their cursors.
 func NewManager(store Store, cfg Config) *Manager {
 	if cfg.QueueLimit <= 0 {
 		cfg.QueueLimit = 1024
@@ -408,12 +413,15 @@ func (m *Manager) Metrics() Metrics {
 }
 
 // Shutdown ends every session (they reconnect and resume elsewhere or later)
-// and writes the delivered cursors.
+// and writes the delivered cursors. It returns nil once every session has
+// finished (its close frame written) and the cursors are written, or ctx's
+// error if ctx ends first; what is left then goes on in the background, as
+// with net/http's Server.Shutdown.
 //
 // No session is admitted once it has begun (Attach returns ErrShuttingDown),
 // so a client reconnecting at once is refused instead of being registered
 // after the sessions to end were collected, and then waited for.
-func (m *Manager) Shutdown(ctx context.Context) {
+func (m *Manager) Shutdown(ctx context.Context) error {
 	m.mu.Lock()
 	m.closing = true
 	var all []*Session
@@ -429,14 +437,27 @@ func (m *Manager) Shutdown(ctx context.Context) {
 	}
 	finished := make(chan struct{})
 	go func() { m.live.Wait(); close(finished) }()
-	select {
-	case <-finished:
-	case <-ctx.Done():
-	}
+	drained := waitOrDone(ctx, finished)
 	m.closeOnce.Do(func() { close(m.stop) })
+	if !waitOrDone(ctx, m.stopped) || !drained {
+		return ctx.Err()
+	}
+	return nil
+}
+
+// waitOrDone waits until ch is closed (true) or ctx ends (false); a closed
+// ch wins over an ended ctx.
+func waitOrDone(ctx context.Context, ch <-chan struct{}) bool {
 	select {
-	case <-m.stopped:
+	case <-ch:
+		return true
+	default:
+	}
+	select {
+	case <-ch:
+		return true
 	case <-ctx.Done():
+		return false
 	}
 }
 

@@ -3,6 +3,7 @@ package stream_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"sync"
@@ -466,5 +467,42 @@ func TestCursorFlushRetriedAfterFailure(t *testing.T) {
 	qs, _ := store.QueueStats(ctx)
 	if qs.DeliveredMessages != 3 {
 		t.Fatalf("delivered count = %d, want 3 (first: %d, %d)", qs.DeliveredMessages, first[0].Seq, first[1].Seq)
+	}
+}
+
+// blockedTransport's writes say they began on writing, then wait until
+// release is closed.
+type blockedTransport struct{ writing, release chan struct{} }
+
+func (b blockedTransport) Write([]stream.Item) error {
+	select {
+	case b.writing <- struct{}{}:
+	default:
+	}
+	<-b.release
+	return nil
+}
+
+func (b blockedTransport) Finish(stream.CloseReason) {}
+
+// TestShutdownReportsDrain: Shutdown returns ctx's error while a session is
+// still writing at the deadline, and nil once every session has finished.
+func TestShutdownReportsDrain(t *testing.T) {
+	m, _ := newManager(t, big(), stream.Config{})
+	s := m.NewSession("u", "test", "127.0.0.1:1", "go-test")
+	if err := m.Attach(ctx, s, ""); err != nil {
+		t.Fatal(err)
+	}
+	bt := blockedTransport{writing: make(chan struct{}, 1), release: make(chan struct{})}
+	s.Start(bt)
+	<-bt.writing // the connected event's write blocks
+	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	if err := m.Shutdown(short); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Shutdown with a session stuck writing: %v, want context.DeadlineExceeded", err)
+	}
+	close(bt.release)
+	if err := m.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown once the session could finish: %v, want nil (drained)", err)
 	}
 }

@@ -101,8 +101,11 @@ type Store interface {
 	// counts first deliveries.
 	MarkDelivered(ctx context.Context, ds []Delivery) error
 
-	// Close stops the store: later calls fail wrapping ErrUnavailable.
-	Close() error
+	// Close stops the store: later calls fail wrapping ErrUnavailable. It
+	// waits for the work in flight (a commit) to finish at most until ctx
+	// ends: then it returns ctx's error and the store finishes stopping in
+	// the background. Calling it again waits the same way.
+	Close(ctx context.Context) error
 }
 
 // Pinger is an optional interface a Store may implement: Ping checks that

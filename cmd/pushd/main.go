@@ -85,7 +85,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	closeStore := func() {
 		if storeOpen {
 			storeOpen = false
-			if err := store.Close(); err != nil {
+			// Its own deadline, not the shutdown's: the writer's commit in
+			// flight is let finish rather than left in doubt.
+			ctx, cancel := context.WithTimeout(context.Background(), storeCloseTimeout)
+			defer cancel()
+			if err := store.Close(ctx); err != nil {
 				logger.Warn("store error: closing the store failed", "err", err)
 			}
 		}
@@ -158,6 +162,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	return 0
 }
 
+// storeCloseTimeout bounds closing the store; the PostgreSQL writer's
+// commit in flight takes at most 15 s (its commit timeout).
+const storeCloseTimeout = 15 * time.Second
+
 // maxHeaderBytes bounds a request's headers (a token in the URL is a few
 // hundred bytes).
 const maxHeaderBytes = 32 << 10
@@ -175,7 +183,9 @@ func shutdown(timeout time.Duration, srv *api.Server, ln net.Listener, serveErr 
 	defer cancel()
 	srv.Drain()
 	_ = ln.Close()
-	manager.Shutdown(ctx)
+	if err := manager.Shutdown(ctx); err != nil {
+		logger.Warn("shutdown: sessions did not all end, or the delivered cursors were not written, in time", "err", err)
+	}
 	select {
 	case <-serveErr: // Serve has returned: every accepted connection is tracked
 	case <-ctx.Done():
