@@ -119,9 +119,6 @@ func (m *Manager) flushLoop() {
 	}
 }
 
-// FlushCursors writes pending delivered cursors now (tests, shutdown).
-func (m *Manager) FlushCursors() { m.flushCursors() }
-
 func (m *Manager) flushCursors() {
 	var batch []Delivery
 	// Forgetting cursors of users without sessions (the store has them)

@@ -11,17 +11,30 @@ import (
 	"time"
 )
 
-// Config tunes a Manager.
+// Defaults of Config; cmd/pushd's flags take theirs from here.
+const (
+	// DefaultQueueLimit is Config.QueueLimit when zero (--send-queue).
+	DefaultQueueLimit = 1024
+	// DefaultReplayPage is Config.ReplayPage when zero.
+	DefaultReplayPage = 500
+	// DefaultFlushInterval is Config.FlushInterval when zero.
+	DefaultFlushInterval = 100 * time.Millisecond
+)
+
+// Config tunes a Manager. A zero field takes its default.
 type Config struct {
-	// HeartbeatInterval is announced in the connected event.
+	// HeartbeatInterval is announced in the connected event, and is the
+	// period of the heartbeats the manager queues on every session; zero
+	// sends none.
 	HeartbeatInterval time.Duration
 	// QueueLimit bounds each session's queue of live messages; past it the
-	// session is cut off as a slow consumer. Default 1024.
+	// session is cut off as a slow consumer. Default DefaultQueueLimit.
 	QueueLimit int
-	// ReplayPage is how many messages one store read returns. Default 500.
+	// ReplayPage is how many messages one store read returns. Default
+	// DefaultReplayPage.
 	ReplayPage int
 	// FlushInterval is how often delivered cursors are written to the
-	// store. Default 100ms.
+	// store. Default DefaultFlushInterval.
 	FlushInterval time.Duration
 	// Writers is how many goroutines write one fan-out (each write is
 	// non-blocking; a full socket is left to its own pump). Default
@@ -87,16 +100,16 @@ type userSessions struct {
 // manager can never serve sessions without writing their cursors.
 func NewManager(store Store, cfg Config) *Manager {
 	if cfg.QueueLimit <= 0 {
-		cfg.QueueLimit = 1024
+		cfg.QueueLimit = DefaultQueueLimit
 	}
 	if cfg.ReplayPage <= 0 {
-		cfg.ReplayPage = 500
+		cfg.ReplayPage = DefaultReplayPage
 	}
 	if cfg.Writers <= 0 {
 		cfg.Writers = runtime.GOMAXPROCS(0)
 	}
 	if cfg.FlushInterval <= 0 {
-		cfg.FlushInterval = 100 * time.Millisecond
+		cfg.FlushInterval = DefaultFlushInterval
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
