@@ -27,7 +27,8 @@ type Options struct {
 	AuthTimeout       time.Duration
 	HeartbeatInterval time.Duration
 	HeartbeatTimeout  time.Duration
-	// AllowedOrigins: empty = same origin only; "*" = any.
+	// AllowedOrigins are the origins allowed by CORS and the WebSocket
+	// Origin check: empty means the same origin only, "*" any.
 	AllowedOrigins  []string
 	MaxMessageBytes int64
 	// MaxBatchBytes is the body limit of POST /api/ws/push/batch.
@@ -95,7 +96,8 @@ const (
 	wsSlowGrace = 2 * time.Second
 )
 
-// Server is the HTTP handler of one pushd node.
+// Server is the HTTP handler of one pushd node. It is safe for concurrent
+// use by multiple goroutines, as net/http requires.
 type Server struct {
 	opts    Options
 	manager *stream.Manager
@@ -117,8 +119,8 @@ type Server struct {
 // route is one registered method and path; the openapi test walks them.
 type route struct {
 	Method, Path string
-	// asset: a file of web/ other than the documented ones (its styles and
-	// scripts); not part of the API description.
+	// asset marks a file of web/ other than the documented ones (its
+	// styles and scripts), which is not part of the API description.
 	asset bool
 }
 

@@ -20,10 +20,13 @@ const maxTombstones = 1024
 // become visible and are dispatched strictly in order; the feed runs on its
 // own goroutine, so a publisher waits for the store, not for the fan-out to
 // every subscriber.
+//
+// A Memory is safe for concurrent use by multiple goroutines.
 type Memory struct {
 	r     stream.Retention
 	epoch string
 
+	// mu protects every field below.
 	mu     sync.Mutex
 	head   uint64
 	feed   chan []*stream.Message // nil until SetFeed

@@ -41,6 +41,10 @@ import (
 // It is also a stream.Cluster: the node registry (postgres_nodes.go) and the
 // requests nodes answer for each other (postgres_cluster.go) go through the
 // same database, so nodes need no addresses of each other.
+//
+// A Postgres is safe for concurrent use by multiple goroutines. It holds no
+// mutex: one writer goroutine owns the appending state (the fields marked
+// "the writer's"), and the rest are channels and atomics.
 // Idempotency keys are committed with their messages
 // (postgres_idempotency.go); a commit whose reply is lost is settled before
 // the append answers (postgres_outcome.go).
@@ -52,9 +56,9 @@ type Postgres struct {
 	epoch string
 	node  string // NOTIFY payload: lets the tail skip its own commits
 
-	// purgeAfter: how long gone rows stay readable by lagging tails.
+	// purgeAfter is how long gone rows stay readable by lagging tails.
 	purgeAfter time.Duration
-	// pollEvery: the tail's safety-net poll.
+	// pollEvery is the period of the tail's safety-net poll.
 	pollEvery time.Duration
 
 	reqs       chan *appendReq
@@ -75,17 +79,18 @@ type Postgres struct {
 	// shut is closed once Close has stopped everything and closed the pool.
 	shut chan struct{}
 
-	// changeDataLimit: a database change whose row is larger goes out
-	// without data ("dataOmitted").
+	// changeDataLimit is the largest row data a database change carries;
+	// a larger one goes out without data ("dataOmitted").
 	changeDataLimit int
 	// marks counts the writer's groups; outcomes how commits in doubt were
 	// settled (postgres_outcome.go).
 	marks    int64
 	outcomes outcomeCounts
-	// outcomeWindow, when not zero, replaces outcomeWindow (tests).
+	// outcomeWindow, when not zero, replaces the default window for
+	// settling a commit in doubt (tests).
 	outcomeWindow time.Duration
-	// settling: the writer is learning an outcome and the database does not
-	// answer; appends are refused meanwhile.
+	// settling is set while the writer is learning an outcome and the
+	// database does not answer; appends are refused meanwhile.
 	settling atomic.Bool
 }
 
@@ -104,7 +109,8 @@ const (
 	defaultMaxConns   = 8
 	defaultPurgeAfter = 5 * time.Minute
 	defaultPollEvery  = time.Second
-	// reconnectDelay: how soon the LISTEN connection is retried after a loss.
+	// reconnectDelay is how soon the LISTEN connection is retried after a
+	// loss.
 	reconnectDelay = time.Second
 )
 

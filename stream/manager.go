@@ -49,7 +49,12 @@ type Config struct {
 }
 
 // Manager owns every session of this node, replays streams on connect and
-// fans committed messages out.
+// fans committed messages out. A Manager is safe for concurrent use by
+// multiple goroutines.
+//
+// Lock order: a cursorShard's mu before Manager.mu (read), as flushCursors
+// takes them; Manager.mu before a Session's mu, as dispatch takes them.
+// Nothing takes them the other way round.
 type Manager struct {
 	store Store
 	cfg   Config
@@ -60,32 +65,34 @@ type Manager struct {
 	nodeID    string
 	startedAt time.Time
 
-	mu    sync.RWMutex
-	users map[string]*userSessions
-	byTr  map[string]int
-	total int // registered sessions
+	// mu protects the fields below, up to closing.
+	mu          sync.RWMutex
+	users       map[string]*userSessions
+	byTransport map[string]int // registered sessions per transport name
+	total       int            // registered sessions
 	// closing is set by Shutdown: no session is registered after it.
 	closing bool
 
-	cur       *cursorTable
+	cursors   *cursorTable  // delivered cursors, sharded by user (delivered.go)
 	taps      taps          // every-message subscribers (tap.go)
 	flushes   atomic.Uint64 // flushCursors calls
-	stop      chan struct{}
-	stopped   chan struct{}
+	stop      chan struct{} // closed by Shutdown: the loops end
+	stopped   chan struct{} // closed when the flush loop has written the cursors last
 	closeOnce sync.Once
 
 	// live counts started sessions not yet finished, so Shutdown can wait
 	// for their close frames to be written.
 	live sync.WaitGroup
 
-	slowKicks   atomic.Uint64
-	dispatched  atomic.Uint64
-	deliveredN  atomic.Uint64
-	flushErrors atomic.Uint64
-	counters    counters
-	observer    atomic.Pointer[Observer]
+	slowKicks       atomic.Uint64
+	dispatched      atomic.Uint64
+	firstDeliveries atomic.Uint64 // messages written to a user for the first time
+	flushErrors     atomic.Uint64
+	counters        counters
+	observer        atomic.Pointer[Observer]
 }
 
+// userSessions is one user's registered sessions (under Manager.mu).
 type userSessions struct {
 	sessions map[*Session]struct{}
 }
@@ -115,14 +122,14 @@ func NewManager(store Store, cfg Config) *Manager {
 		cfg.Logger = slog.Default()
 	}
 	m := &Manager{
-		store:   store,
-		cfg:     cfg,
-		log:     cfg.Logger,
-		users:   make(map[string]*userSessions),
-		byTr:    make(map[string]int),
-		cur:     newCursorTable(),
-		stop:    make(chan struct{}),
-		stopped: make(chan struct{}),
+		store:       store,
+		cfg:         cfg,
+		log:         cfg.Logger,
+		users:       make(map[string]*userSessions),
+		byTransport: make(map[string]int),
+		cursors:     newCursorTable(),
+		stop:        make(chan struct{}),
+		stopped:     make(chan struct{}),
 	}
 	m.joinCluster(store)
 	store.SetFeed(m.dispatch)
@@ -209,7 +216,7 @@ func (m *Manager) register(s *Session) error {
 		m.users[s.Info.UserID] = us
 	}
 	us.sessions[s] = struct{}{}
-	m.byTr[s.Info.Transport]++
+	m.byTransport[s.Info.Transport]++
 	m.total++
 	m.mu.Unlock()
 	return nil
@@ -221,7 +228,7 @@ func (m *Manager) detach(s *Session) {
 	if us != nil {
 		if _, ok := us.sessions[s]; ok {
 			delete(us.sessions, s)
-			m.byTr[s.Info.Transport]--
+			m.byTransport[s.Info.Transport]--
 			m.total--
 			if len(us.sessions) == 0 {
 				delete(m.users, s.Info.UserID)
@@ -400,7 +407,7 @@ func (m *Manager) Counts() Counts {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	c := Counts{Users: len(m.users), Transports: map[string]int{}}
-	for tr, n := range m.byTr {
+	for tr, n := range m.byTransport {
 		c.Transports[tr] = n
 		c.Connections += n
 	}
@@ -420,7 +427,7 @@ func (m *Manager) Metrics() Metrics {
 	return Metrics{
 		SlowConsumerKicks: m.slowKicks.Load(),
 		Dispatched:        m.dispatched.Load(),
-		Delivered:         m.deliveredN.Load(),
+		Delivered:         m.firstDeliveries.Load(),
 		CursorFlushErrors: m.flushErrors.Load(),
 	}
 }

@@ -91,7 +91,7 @@ func newSession(m *Manager, info SessionInfo, limit int) *Session {
 		Info:      info,
 		limit:     limit,
 		tr:        transportIndex(info.Transport),
-		cursors:   m.cur.shard(info.UserID),
+		cursors:   m.cursors.shard(info.UserID),
 		replaying: true,
 		ready:     make(chan struct{}, 1),
 		done:      make(chan struct{}),

@@ -148,25 +148,26 @@ type Delivery struct {
 
 // QueueStats are the figures of GET /api/ws/stats.
 type QueueStats struct {
-	// PendingMessages: kept user-addressed messages that no connection of
-	// their user has received yet.
+	// PendingMessages counts the kept user-addressed messages that no
+	// connection of their user has received yet.
 	PendingMessages int64 `json:"pendingMessages"`
-	// DeliveredMessages: first deliveries of a message to a user, counted
+	// DeliveredMessages counts first deliveries of a message to a user
 	// since the store was created.
 	DeliveredMessages int64 `json:"deliveredMessages"`
-	// ExpiredMessages: messages dropped by TTL or count cap since the store
-	// was created.
+	// ExpiredMessages counts the messages dropped by TTL or count cap since
+	// the store was created.
 	ExpiredMessages int64 `json:"expiredMessages"`
 }
 
 // Retention is the offline-queue policy every Store applies.
 type Retention struct {
-	// MaxCount: newest messages kept per user stream (superseded dashboard
-	// updates excluded). 0 keeps nothing (offline storage disabled).
+	// MaxCount is how many of the newest messages of a user's stream are
+	// kept (superseded dashboard updates excluded). 0 keeps nothing
+	// (offline storage disabled).
 	MaxCount int
-	// TTL: how long a kept message lives.
+	// TTL is how long a kept message lives.
 	TTL time.Duration
-	// IdempotencyTTL: how long an idempotency key is kept; 0 means
+	// IdempotencyTTL is how long an idempotency key is kept; 0 means
 	// DefaultIdempotencyTTL.
 	IdempotencyTTL time.Duration
 	// Now is the clock (tests inject one); nil means time.Now.

@@ -465,8 +465,8 @@ func testFeedConcurrent(t *testing.T, open Opener) {
 	}
 }
 
-// testTailingReader: concurrent appenders while a reader tails the stream
-// with ReadStream(after=last seen). If positions became visible out of
+// testTailingReader runs concurrent appenders while a reader tails the
+// stream with ReadStream(after=last seen). If positions became visible out of
 // order, the reader would pass over a lower id and never see it.
 func testTailingReader(t *testing.T, open Opener) {
 	s := open(t, big())
