@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/pushd/pushd/auth"
+	"github.com/pushd/pushd/internal/connwrite"
 	"github.com/pushd/pushd/stream"
 )
 
@@ -84,7 +85,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// no goroutine at all (the session's pump runs only while writing).
 	if conn, brw, err := http.NewResponseController(w).Hijack(); err == nil {
 		_ = brw // nothing buffered to write; unread request bytes are dropped
-		c := &rawConn{ConnWriter: stream.NewConnWriter(s, conn, h.WriteTimeout), conn: conn, h: h}
+		c := &rawConn{Writer: connwrite.New(conn, h.WriteTimeout), conn: conn, h: h}
 		abort.Store(new(c.Abort))
 		head := responseHead(r.ProtoMinor, hdr)
 		if c.Send(func(bufs net.Buffers) net.Buffers { return append(bufs, head, preamble) }) != nil {
@@ -159,20 +160,6 @@ func responseHead(protoMinor int, hdr http.Header) []byte {
 	return b.Bytes()
 }
 
-// frames lists the pre-rendered frames of items: a stored message's frame is
-// rendered once and shared by every connection that delivers it.
-func frames(bufs net.Buffers, items []stream.Item) net.Buffers {
-	for _, it := range items {
-		switch {
-		case it.Msg != nil:
-			bufs = append(bufs, it.Msg.SSE())
-		case it.Control != nil:
-			bufs = append(bufs, it.Control.SSE())
-		}
-	}
-	return bufs
-}
-
 // lastFrame is what a stream ending for r says last: a disconnect event (the
 // client must not come back), a jittered retry: hint on shutdown, else
 // nothing (a slow consumer's socket is full anyway).
@@ -186,20 +173,10 @@ func (h *Handler) lastFrame(r stream.CloseReason) []byte {
 	return nil
 }
 
-// retryFrame is an event of only a retry: field: EventSource takes the new
-// delay and dispatches nothing.
-func retryFrame(d time.Duration) []byte {
-	return []byte("retry: " + strconv.FormatInt(d.Milliseconds(), 10) + "\n\n")
-}
-
-func disconnectFrame(reason string) []byte {
-	return stream.Control{Type: stream.TypeDisconnect, Payload: map[string]string{"reason": reason}}.SSE()
-}
-
 // rawConn is a hijacked HTTP/1.x connection: queued frames go out in one
 // writev.
 type rawConn struct {
-	*stream.ConnWriter
+	*connwrite.Writer
 	conn    net.Conn
 	h       *Handler
 	unwatch func()

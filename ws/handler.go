@@ -13,6 +13,7 @@ import (
 
 	"github.com/gorilla/websocket"
 	"github.com/pushd/pushd/auth"
+	"github.com/pushd/pushd/internal/connwrite"
 	"github.com/pushd/pushd/stream"
 )
 
@@ -136,7 +137,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s := h.Manager.NewSession(user, "ws", r.RemoteAddr, r.UserAgent())
-	c.s, c.w = s, stream.NewConnWriter(s, c.raw, h.WriteTimeout)
+	c.s, c.w = s, connwrite.New(c.raw, h.WriteTimeout)
 	s.OnEnd(func(reason stream.CloseReason) {
 		if reason.Kind == stream.CloseSlow {
 			// Let the write stuck on a peer that does not read finish its
@@ -160,7 +161,7 @@ type wsConn struct {
 	conn *websocket.Conn
 	raw  net.Conn
 	s    *stream.Session
-	w    *stream.ConnWriter
+	w    *connwrite.Writer
 	// deflate: permessage-deflate was agreed; stored messages go out
 	// compressed.
 	deflate bool
@@ -342,10 +343,6 @@ func (c *wsConn) reply(msg string) {
 	c.s.Send(stream.Control{Type: "error", Payload: map[string]string{"message": msg}})
 }
 
-// frameSlot is the message encoding slot holding a stored message's
-// complete text frame: framed once, shared by every WebSocket.
-const frameSlot = 0
-
 func textFrame(payload []byte) []byte {
 	return append(appendHeader(make([]byte, 0, len(payload)+10), finText, len(payload)), payload...)
 }
@@ -371,10 +368,10 @@ func appendFrames(bufs net.Buffers, items []stream.Item, deflate bool) net.Buffe
 	for _, it := range items {
 		switch {
 		case it.Msg != nil && deflate:
-			bufs = append(bufs, it.Msg.Encoding(deflateSlot, deflateFrame))
+			bufs = append(bufs, it.Msg.Encoding(stream.SlotWSDeflate, deflateFrame))
 			continue
 		case it.Msg != nil:
-			bufs = append(bufs, it.Msg.Encoding(frameSlot, textFrame))
+			bufs = append(bufs, it.Msg.Encoding(stream.SlotWSFrame, textFrame))
 			continue
 		case it.Control.Raw != nil:
 			bufs = append(bufs, it.Control.Raw)
@@ -399,7 +396,7 @@ func (c *wsConn) Finish(r stream.CloseReason) {
 	var frame []byte
 	switch r.Kind {
 	case stream.CloseDisconnect:
-		env := stream.Control{Type: stream.TypeDisconnect, Payload: map[string]string{"reason": r.Reason}}.JSON()
+		env := stream.DisconnectEvent(r.Reason).JSON()
 		frame = append(appendHeader(nil, finText, len(env)), env...)
 		frame = append(frame, closeFrame(CodeDisconnected, "disconnected")...)
 	case stream.CloseSlow:
