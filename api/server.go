@@ -145,7 +145,7 @@ func New(manager *stream.Manager, opts Options) *Server {
 	sseHandler := &sse.Handler{
 		Manager: manager, Subscribers: subs,
 		Padding: opts.SSEPadding, Retry: time.Second, WriteTimeout: opts.WriteTimeout,
-		OnError: writeError, OnRefused: s.refuse, ShutdownRetry: 3 * time.Second, Logger: s.log,
+		OnRefused: s.refuse, ShutdownRetry: 3 * time.Second, Logger: s.log,
 	}
 	wsHandler := &ws.Handler{
 		Manager: manager, Subscribers: subs, CheckOrigin: s.originAllowed,

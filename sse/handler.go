@@ -15,6 +15,7 @@ import (
 
 	"github.com/pushd/pushd/auth"
 	"github.com/pushd/pushd/internal/connwrite"
+	"github.com/pushd/pushd/internal/httperror"
 	"github.com/pushd/pushd/stream"
 )
 
@@ -29,18 +30,18 @@ type Handler struct {
 	Retry time.Duration
 	// WriteTimeout bounds one write; a peer that does not read is dropped.
 	WriteTimeout time.Duration
-	// OnError writes a JSON error before the stream starts.
-	OnError func(w http.ResponseWriter, status int, code, msg string)
 	// OnRefused answers a connection the manager did not admit (a limit,
 	// shutdown) or could not attach (store unavailable), before any stream
-	// byte; err is from Manager.Admit or Manager.Attach.
+	// byte; err is from Manager.Admit or Manager.Attach, one that
+	// stream.Refused reports.
 	OnRefused func(w http.ResponseWriter, r *http.Request, err error)
 	// ShutdownRetry spreads reconnects after a shutdown: each stream ends
 	// with a retry: hint drawn uniformly from [ShutdownRetry/4,
 	// ShutdownRetry], so a thousand clients do not come back in the same
 	// millisecond. Zero: the stream just ends.
 	ShutdownRetry time.Duration
-	Logger        *slog.Logger
+	// Logger records the faults answered with 500 (slog.Default when nil).
+	Logger *slog.Logger
 
 	hangups hangups
 }
@@ -49,7 +50,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	user, err := h.Subscribers.User(r)
 	if err != nil {
 		h.Manager.AuthFailed("sse", r.RemoteAddr, err)
-		h.OnError(w, http.StatusUnauthorized, "unauthorized", err.Error())
+		httperror.Write(w, http.StatusUnauthorized, httperror.CodeUnauthorized, err.Error())
 		return
 	}
 	if err := h.Manager.Admit(user); err != nil {
@@ -68,9 +69,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	})
 	if err := h.Manager.Attach(r.Context(), s, lastID); err != nil {
-		if !errors.Is(err, context.Canceled) {
-			h.OnRefused(w, r, err)
-		}
+		h.attachFailed(w, r, err)
 		return
 	}
 
@@ -114,6 +113,24 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case <-r.Context().Done():
 		s.Close()
 		<-c.done
+	}
+}
+
+// attachFailed answers a connection Attach refused: nothing when the client
+// went away meanwhile, 503 or 429 with Retry-After through OnRefused for a
+// refusal (a limit, a shutdown, a store outage), else 500 and a log line.
+func (h *Handler) attachFailed(w http.ResponseWriter, r *http.Request, err error) {
+	switch {
+	case errors.Is(err, context.Canceled):
+	case stream.Refused(err):
+		h.OnRefused(w, r, err)
+	default:
+		logger := h.Logger
+		if logger == nil {
+			logger = slog.Default()
+		}
+		logger.Error("sse: opening the stream failed", "remote", r.RemoteAddr, "err", err, "request_id", w.Header().Get("X-Request-Id"))
+		httperror.Write(w, http.StatusInternalServerError, httperror.CodeInternal, "internal error")
 	}
 }
 

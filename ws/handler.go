@@ -1,6 +1,7 @@
 package ws
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -14,6 +15,7 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/pushd/pushd/auth"
 	"github.com/pushd/pushd/internal/connwrite"
+	"github.com/pushd/pushd/internal/httperror"
 	"github.com/pushd/pushd/stream"
 )
 
@@ -25,6 +27,7 @@ const (
 	CodeRestart      = 1012
 	CodePolicy       = 1008
 	CodeTryAgain     = 1013
+	CodeInternal     = 1011
 )
 
 // Handler serves GET /ws.
@@ -54,7 +57,9 @@ type Handler struct {
 	// Compression offers permessage-deflate (no context takeover); stored
 	// messages are then deflated once each and shared (deflate.go).
 	Compression bool
-	Logger      *slog.Logger
+	// Logger records the faults that close a socket with 1011
+	// (slog.Default when nil).
+	Logger *slog.Logger
 
 	once     sync.Once
 	upgrader websocket.Upgrader
@@ -70,13 +75,11 @@ func (h *Handler) init() {
 		CheckOrigin:       h.CheckOrigin,
 		EnableCompression: h.Compression,
 		Error: func(w http.ResponseWriter, r *http.Request, status int, reason error) {
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(status)
-			code := "bad_request"
+			code := httperror.CodeBadRequest
 			if status == http.StatusForbidden {
-				code = "forbidden"
+				code = httperror.CodeForbidden
 			}
-			_ = json.NewEncoder(w).Encode(map[string]any{"error": map[string]string{"code": code, "message": reason.Error()}})
+			httperror.Write(w, status, code, reason.Error())
 		},
 	}
 }
@@ -126,7 +129,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if authErr == nil {
 			authErr = h.Manager.Admit(user)
 			if authErr != nil {
-				c.refuse(authErr)
+				c.refuse(r, authErr)
 				return
 			}
 		}
@@ -146,7 +149,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	})
 	if err := h.Manager.Attach(r.Context(), s, r.URL.Query().Get("lastEventId")); err != nil {
-		c.refuse(err)
+		c.refuse(r, err)
 		return
 	}
 	c.installHandlers()
@@ -178,16 +181,25 @@ func (c *wsConn) closeNow(code int, text string) {
 }
 
 // refuse closes a socket whose session was not admitted after the upgrade
-// (auth message, or a limit reached meanwhile): 1012 during shutdown, else
-// 1013 try again later.
-func (c *wsConn) refuse(err error) {
+// (auth message, or a limit reached meanwhile) or could not be attached:
+// 1012 during shutdown, 1013 try again later for a limit or a store outage
+// (or a client gone meanwhile), else 1011 and a log line: a fault, not a
+// refusal.
+func (c *wsConn) refuse(r *http.Request, err error) {
 	switch {
 	case errors.Is(err, stream.ErrShuttingDown):
 		c.closeNow(CodeRestart, "server restarting")
 	case errors.Is(err, stream.ErrUserFull), errors.Is(err, stream.ErrNodeFull):
 		c.closeNow(CodeTryAgain, err.Error())
-	default:
+	case stream.Refused(err), errors.Is(err, context.Canceled):
 		c.closeNow(CodeTryAgain, "store unavailable")
+	default:
+		logger := c.h.Logger
+		if logger == nil {
+			logger = slog.Default()
+		}
+		logger.Error("ws: opening the stream failed", "remote", r.RemoteAddr, "err", err)
+		c.closeNow(CodeInternal, "internal error")
 	}
 }
 
