@@ -149,8 +149,7 @@ func New(manager *stream.Manager, opts Options) *Server {
 	}
 	wsHandler := &ws.Handler{
 		Manager: manager, Subscribers: subs, CheckOrigin: s.originAllowed,
-		Heartbeat: opts.HeartbeatInterval, HeartbeatTimeout: opts.HeartbeatTimeout,
-		AuthTimeout: opts.AuthTimeout, ReadLimit: 64 << 10, WriteTimeout: opts.WriteTimeout,
+		HeartbeatTimeout: opts.HeartbeatTimeout, AuthTimeout: opts.AuthTimeout, ReadLimit: 64 << 10, WriteTimeout: opts.WriteTimeout,
 		SlowGrace: 2 * time.Second, OnRefused: s.refuse, Compression: opts.WSCompression, Logger: s.log,
 	}
 

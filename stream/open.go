@@ -1,6 +1,9 @@
 package stream
 
-import "errors"
+import (
+	"errors"
+	"time"
+)
 
 // DisconnectEvent is the control event a transport sends last on a session
 // ended through the API (CloseDisconnect): it tells the client why, and not
@@ -19,3 +22,8 @@ func Refused(err error) bool {
 	return errors.Is(err, ErrUnavailable) || errors.Is(err, ErrShuttingDown) ||
 		errors.Is(err, ErrNodeFull) || errors.Is(err, ErrUserFull)
 }
+
+// HeartbeatInterval is how often the manager queues a heartbeat on every
+// started session (Config.HeartbeatInterval; zero: never). A transport that
+// closes a silent peer counts from it, so the two cannot drift apart.
+func (m *Manager) HeartbeatInterval() time.Duration { return m.cfg.HeartbeatInterval }

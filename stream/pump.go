@@ -62,8 +62,7 @@ func (s *Session) schedule() {
 func (s *Session) writeNow() {
 	box := s.transport.Load()
 	if box == nil {
-		s.signal()
-		return
+		return // not started: Start writes what is queued
 	}
 	iw, ok := box.t.(InlineWriter)
 	if !ok {
@@ -98,7 +97,7 @@ func (s *Session) writeNow() {
 		go s.pump()
 		return
 	}
-	s.Written(items)
+	s.written(items)
 	s.idle(items)
 }
 
@@ -146,11 +145,11 @@ func (s *Session) pump() {
 			return
 		}
 		if s.unconfirmed != nil {
-			s.Written(s.unconfirmed)
+			s.written(s.unconfirmed)
 			recycle(s.unconfirmed)
 			s.unconfirmed = nil
 		}
-		s.Written(items)
+		s.written(items)
 		recycle(items)
 	}
 }

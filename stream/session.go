@@ -73,12 +73,11 @@ type Session struct {
 	liveFrom  uint64
 	startedAt time.Time
 	onEnd     func(CloseReason)
-	ready     chan struct{}
 	done      chan struct{}
 	m         *Manager
 
-	// Set by Start: the session then writes through an on-demand pump
-	// (pump.go) instead of signalling Ready.
+	// transport is set by Start: from then on queued items are written by
+	// an on-demand pump (pump.go) or inline by the dispatcher.
 	transport atomic.Pointer[transportBox]
 	pumping   atomic.Bool
 	// unconfirmed are items an inline write did not finish; the pump
@@ -93,14 +92,10 @@ func newSession(m *Manager, info SessionInfo, limit int) *Session {
 		tr:        transportIndex(info.Transport),
 		cursors:   m.cur.shard(info.UserID),
 		replaying: true,
-		ready:     make(chan struct{}, 1),
 		done:      make(chan struct{}),
 		m:         m,
 	}
 }
-
-// Ready is signalled when items may be waiting in the queue.
-func (s *Session) Ready() <-chan struct{} { return s.ready }
 
 // Done is closed when the manager ends the session; see CloseReason.
 func (s *Session) Done() <-chan struct{} { return s.done }
@@ -110,17 +105,6 @@ func (s *Session) CloseReason() CloseReason {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.closed
-}
-
-// Drain appends every queued item to dst (coalescing: the writer sends them
-// in one write) and empties the queue.
-func (s *Session) Drain(dst []Item) []Item {
-	s.mu.Lock()
-	items := s.takeLocked()
-	s.mu.Unlock()
-	dst = append(dst, items...)
-	recycle(items)
-	return dst
 }
 
 // takeLocked hands the queue over (without the slots conflation emptied)
@@ -187,9 +171,9 @@ func (s *Session) appendLocked(it Item) {
 	s.queue = append(s.queue, it)
 }
 
-// Written tells the manager that the transport wrote items to the socket, so
-// the user's delivered cursor can advance.
-func (s *Session) Written(items []Item) {
+// written records that the transport wrote items to the socket, so the
+// user's delivered cursor can advance.
+func (s *Session) written(items []Item) {
 	var last uint64
 	var acked int64 // of the oldest live message written
 	n := 0
@@ -215,14 +199,11 @@ func (s *Session) Written(items []Item) {
 	}
 }
 
+// signal starts a writer for what was queued, once the session is started
+// (until then Start finds the queue).
 func (s *Session) signal() {
 	if s.transport.Load() != nil {
 		s.schedule()
-		return
-	}
-	select {
-	case s.ready <- struct{}{}:
-	default:
 	}
 }
 

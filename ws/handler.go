@@ -36,9 +36,9 @@ type Handler struct {
 	Subscribers *auth.Subscribers
 	// CheckOrigin decides whether the Origin header is allowed.
 	CheckOrigin func(r *http.Request) bool
-	// A peer silent (no frame, no pong) for Heartbeat+HeartbeatTimeout is
-	// closed; the manager queues a heartbeat (and a ping) every Heartbeat.
-	Heartbeat        time.Duration
+	// HeartbeatTimeout: a peer silent (no frame, no pong) for the manager's
+	// heartbeat interval (Manager.HeartbeatInterval, when it queues a
+	// heartbeat and a ping) plus HeartbeatTimeout is closed.
 	HeartbeatTimeout time.Duration
 	// AuthTimeout: a socket without a token in the URL must send an auth
 	// message within it.
@@ -259,7 +259,7 @@ func (c *wsConn) readFrame() ([]byte, error) {
 }
 
 func (c *wsConn) deadline() time.Time {
-	return time.Now().Add(c.h.Heartbeat + c.h.HeartbeatTimeout)
+	return time.Now().Add(c.h.Manager.HeartbeatInterval() + c.h.HeartbeatTimeout)
 }
 
 // installHandlers routes gorilla's control-frame replies through the pump.
