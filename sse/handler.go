@@ -32,7 +32,7 @@ type Handler struct {
 	WriteTimeout time.Duration
 	// OnRefused answers a connection the manager did not admit (a limit,
 	// shutdown) or could not attach (store unavailable), before any stream
-	// byte; err is from Manager.Admit or Manager.Attach, one that
+	// byte; err is from Manager.Admit or Manager.Open, one that
 	// stream.Refused reports.
 	OnRefused func(w http.ResponseWriter, r *http.Request, err error)
 	// ShutdownRetry spreads reconnects after a shutdown: each stream ends
@@ -61,15 +61,20 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if lastID == "" {
 		lastID = r.URL.Query().Get("lastEventId")
 	}
-	s := h.Manager.NewSession(user, "sse", r.RemoteAddr, r.UserAgent())
+	// The writer to abort exists only once the connection is taken over,
+	// after Open: until then a session cut off as slow has nothing to
+	// unblock.
 	var abort atomic.Pointer[func()]
-	s.OnEnd(func(reason stream.CloseReason) {
-		if f := abort.Load(); reason.Kind == stream.CloseSlow && f != nil {
-			(*f)() // unblock a write stuck on a peer that does not read
-		}
+	s, err := h.Manager.Open(r.Context(), stream.SessionSpec{
+		UserID: user, Transport: "sse", RemoteAddr: r.RemoteAddr, UserAgent: r.UserAgent(), LastEventID: lastID,
+		OnSlow: func() {
+			if f := abort.Load(); f != nil {
+				(*f)() // unblock a write stuck on a peer that does not read
+			}
+		},
 	})
-	if err := h.Manager.Attach(r.Context(), s, lastID); err != nil {
-		h.attachFailed(w, r, err)
+	if err != nil {
+		h.openFailed(w, r, err)
 		return
 	}
 
@@ -116,10 +121,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// attachFailed answers a connection Attach refused: nothing when the client
+// openFailed answers a connection Manager.Open refused: nothing when the client
 // went away meanwhile, 503 or 429 with Retry-After through OnRefused for a
 // refusal (a limit, a shutdown, a store outage), else 500 and a log line.
-func (h *Handler) attachFailed(w http.ResponseWriter, r *http.Request, err error) {
+func (h *Handler) openFailed(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
 	case errors.Is(err, context.Canceled):
 	case stream.Refused(err):

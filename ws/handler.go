@@ -139,19 +139,19 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		c.closeNow(CodeUnauthorized, "unauthorized")
 		return
 	}
-	s := h.Manager.NewSession(user, "ws", r.RemoteAddr, r.UserAgent())
-	c.s, c.w = s, connwrite.New(c.raw, h.WriteTimeout)
-	s.OnEnd(func(reason stream.CloseReason) {
-		if reason.Kind == stream.CloseSlow {
-			// Let the write stuck on a peer that does not read finish its
-			// frame within the grace, then Finish sends 4002.
-			c.w.AbortAfter(h.SlowGrace)
-		}
+	c.w = connwrite.New(c.raw, h.WriteTimeout)
+	s, err := h.Manager.Open(r.Context(), stream.SessionSpec{
+		UserID: user, Transport: "ws", RemoteAddr: r.RemoteAddr, UserAgent: r.UserAgent(),
+		LastEventID: r.URL.Query().Get("lastEventId"),
+		// Let the write stuck on a peer that does not read finish its frame
+		// within the grace, then Finish sends 4002.
+		OnSlow: func() { c.w.AbortAfter(h.SlowGrace) },
 	})
-	if err := h.Manager.Attach(r.Context(), s, r.URL.Query().Get("lastEventId")); err != nil {
+	if err != nil {
 		c.refuse(r, err)
 		return
 	}
+	c.s = s
 	c.installHandlers()
 	s.Start(c)
 	// A fresh goroutine reads; this one (net/http's, with its deeper stack)
