@@ -36,12 +36,12 @@ type Handler struct {
 	Subscribers *auth.Subscribers
 	// CheckOrigin decides whether the Origin header is allowed.
 	CheckOrigin func(r *http.Request) bool
-	// HeartbeatTimeout: a peer silent (no frame, no pong) for the manager's
-	// heartbeat interval (Manager.HeartbeatInterval, when it queues a
-	// heartbeat and a ping) plus HeartbeatTimeout is closed.
+	// HeartbeatTimeout is how long past the manager's heartbeat interval
+	// (Manager.HeartbeatInterval, when it queues a heartbeat and a ping) a
+	// silent peer (no frame, no pong) is kept before it is closed.
 	HeartbeatTimeout time.Duration
-	// AuthTimeout: a socket without a token in the URL must send an auth
-	// message within it.
+	// AuthTimeout is how long a socket without a token in the URL has to
+	// send its auth message.
 	AuthTimeout time.Duration
 	// ReadLimit is the largest client frame; larger ones close with 1008.
 	ReadLimit    int64
@@ -165,8 +165,8 @@ type wsConn struct {
 	raw  net.Conn
 	s    *stream.Session
 	w    *connwrite.Writer
-	// deflate: permessage-deflate was agreed; stored messages go out
-	// compressed.
+	// deflate reports that permessage-deflate was agreed: stored messages
+	// go out compressed.
 	deflate bool
 	// closeCode, when set, is the close frame Finish sends for a session
 	// that ended from the peer's side (echo of its close, or 1008).

@@ -93,7 +93,7 @@ func (w *Writer) tryWrite(bufs net.Buffers) (bool, error) {
 		// A non-blocking write needs no deadline, and one left by a Send
 		// would fail it once expired. Cleared once here rather than
 		// re-armed on every write: each arm is a runtime timer that fires
-		// later, which for 10 000 mostly idle connections was steady work.
+		// later, steady work across many mostly idle connections.
 		w.deadline = time.Time{}
 		_ = w.conn.SetWriteDeadline(time.Time{})
 	}
