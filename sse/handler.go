@@ -46,6 +46,9 @@ type Handler struct {
 	hangups hangups
 }
 
+// ServeHTTP implements http.Handler: it authenticates the subscriber, opens
+// its session (replaying what it missed after Last-Event-ID) and answers
+// with the event stream, or with a JSON error before any stream byte.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	user, err := h.Subscribers.User(r)
 	if err != nil {

@@ -89,6 +89,10 @@ type clientFrame struct {
 	Payload json.RawMessage `json:"payload"`
 }
 
+// ServeHTTP implements http.Handler: it upgrades the connection,
+// authenticates the subscriber (from the URL, a header or its first
+// message), opens its session and starts it; refusals after the upgrade are
+// close codes (CONTRACT §3).
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.once.Do(h.init)
 	// A user known from the URL is held to the limits before the upgrade,
