@@ -148,24 +148,20 @@ func newE2E(t *testing.T, mods ...func(*e2eConfig)) *e2e {
 	logger := slog.New(slog.DiscardHandler)
 	cfg := e2eConfig{
 		Opts: api.Options{
-			APIKey:            e2eAPIKey,
-			Tokens:            tokens,
-			AuthRequired:      true,
-			AuthTimeout:       5 * time.Second,
-			HeartbeatInterval: 30 * time.Second,
-			HeartbeatTimeout:  10 * time.Second,
-			MaxMessageBytes:   65536,
-			SSEPadding:        2048,
-			Logger:            logger,
+			APIKey:           e2eAPIKey,
+			Tokens:           tokens,
+			AuthRequired:     true,
+			AuthTimeout:      5 * time.Second,
+			HeartbeatTimeout: 10 * time.Second,
+			MaxMessageBytes:  65536,
+			SSEPadding:       2048,
+			Logger:           logger,
 		},
-		Stream: stream.Config{Logger: logger},
+		Stream: stream.Config{Logger: logger, HeartbeatInterval: 30 * time.Second},
 		Keep:   stream.Retention{MaxCount: 100, TTL: 24 * time.Hour},
 	}
 	for _, m := range mods {
 		m(&cfg)
-	}
-	if cfg.Stream.HeartbeatInterval == 0 {
-		cfg.Stream.HeartbeatInterval = cfg.Opts.HeartbeatInterval
 	}
 	store := &e2eStore{Memory: persist.NewMemory(cfg.Keep)}
 	mgr := stream.NewManager(store, cfg.Stream)

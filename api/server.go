@@ -21,12 +21,11 @@ import (
 
 // Options configure the HTTP surface.
 type Options struct {
-	APIKey            string
-	Tokens            *auth.Tokens
-	AuthRequired      bool
-	AuthTimeout       time.Duration
-	HeartbeatInterval time.Duration
-	HeartbeatTimeout  time.Duration
+	APIKey           string
+	Tokens           *auth.Tokens
+	AuthRequired     bool
+	AuthTimeout      time.Duration
+	HeartbeatTimeout time.Duration
 	// AllowedOrigins are the origins allowed by CORS and the WebSocket
 	// Origin check: empty means the same origin only, "*" any.
 	AllowedOrigins  []string
@@ -176,12 +175,12 @@ func New(manager *stream.Manager, opts Options) *Server {
 	sseHandler := &sse.Handler{
 		Manager: manager, Subscribers: subs,
 		Padding: opts.SSEPadding, Retry: sseRetry, WriteTimeout: opts.WriteTimeout,
-		OnError: writeError, OnRefused: s.refuse, ShutdownRetry: sseShutdownRetry, Logger: s.log,
+		OnRefused: s.refuse, ShutdownRetry: sseShutdownRetry, Logger: s.log,
 	}
 	wsHandler := &ws.Handler{
 		Manager: manager, Subscribers: subs, CheckOrigin: s.originAllowed,
-		Heartbeat: opts.HeartbeatInterval, HeartbeatTimeout: opts.HeartbeatTimeout,
-		AuthTimeout: opts.AuthTimeout, ReadLimit: wsReadLimit, WriteTimeout: opts.WriteTimeout,
+		HeartbeatTimeout: opts.HeartbeatTimeout,
+		AuthTimeout:      opts.AuthTimeout, ReadLimit: wsReadLimit, WriteTimeout: opts.WriteTimeout,
 		SlowGrace: wsSlowGrace, OnRefused: s.refuse, Compression: opts.WSCompression, Logger: s.log,
 	}
 

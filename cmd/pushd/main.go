@@ -112,8 +112,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	})
 	srv := api.New(manager, api.Options{
 		APIKey: cfg.APIKey, Tokens: tokens, AuthRequired: cfg.AuthRequired, AuthTimeout: cfg.AuthTimeout,
-		HeartbeatInterval: cfg.HeartbeatInterval, HeartbeatTimeout: cfg.HeartbeatTimeout,
-		AllowedOrigins: cfg.origins(), MaxMessageBytes: cfg.MaxMessageBytes, MaxBatchBytes: cfg.MaxBatchBytes, PublicURL: cfg.PublicURL,
+		HeartbeatTimeout: cfg.HeartbeatTimeout,
+		AllowedOrigins:   cfg.origins(), MaxMessageBytes: cfg.MaxMessageBytes, MaxBatchBytes: cfg.MaxBatchBytes, PublicURL: cfg.PublicURL,
 		SSEPadding: cfg.SSEPadding, RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst,
 		ConnectRateLimit: cfg.ConnectRateLimit, ConnectRateBurst: cfg.ConnectRateBurst,
 		UserRateLimit: cfg.UserRateLimit, UserRateBurst: cfg.UserRateBurst, TrustedProxies: cfg.proxies,
