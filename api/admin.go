@@ -63,17 +63,15 @@ func (s *Server) handleStats(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 	defer cancel()
 	start := time.Now()
-	qs, err := s.manager.Store().QueueStats(ctx)
+	qs, _, err := s.manager.QueueStats(ctx) // zero figures for a store without them
 	s.metrics.storeOps["queue_stats"].Observe(time.Since(start).Seconds())
 	if err != nil {
-		s.log.Warn("store error: queue stats failed", "err", err, "request_id", requestID(r))
-		retryAfter(w, s.opts.RetryAfter)
-		writeError(w, http.StatusServiceUnavailable, codeUnavailable, "store unavailable: queue stats cannot be read")
+		s.storeError(w, r, "queue stats", "store unavailable: queue stats cannot be read", err)
 		return
 	}
 	c, err := s.manager.Stats(ctx, all)
 	if err != nil {
-		s.clusterError(w, "stats", err)
+		s.clusterError(w, r, "stats", err)
 		return
 	}
 	body := map[string]any{
@@ -84,22 +82,14 @@ func (s *Server) handleStats(w http.ResponseWriter, r *http.Request) {
 		"nodes":            c.Nodes,
 		"timestamp":        stream.NowMillis(),
 	}
-	if ob, ok := s.manager.Store().(outboxReporter); ok {
-		n, err := ob.OutboxPending(ctx)
+	if n, ok, err := s.manager.OutboxPending(ctx); ok {
 		if err != nil {
-			retryAfter(w, s.opts.RetryAfter)
-			writeError(w, http.StatusServiceUnavailable, codeUnavailable, "store unavailable: the outbox cannot be read")
+			s.storeError(w, r, "outbox pending", "store unavailable: the outbox cannot be read", err)
 			return
 		}
 		body["outboxPending"] = n
 	}
 	writeJSON(w, http.StatusOK, body)
-}
-
-// outboxReporter is a store with database-driven pushes (PostgreSQL): how
-// many changes wait in its outbox.
-type outboxReporter interface {
-	OutboxPending(ctx context.Context) (int64, error)
 }
 
 func userParam(r *http.Request) (string, error) {
@@ -119,7 +109,7 @@ func (s *Server) handleConnections(w http.ResponseWriter, r *http.Request) {
 	}
 	conns, err := s.manager.UserConnections(r.Context(), all, user)
 	if err != nil {
-		s.clusterError(w, "connections", err)
+		s.clusterError(w, r, "connections", err)
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{
@@ -160,7 +150,7 @@ func (s *Server) handleDisconnect(w http.ResponseWriter, r *http.Request) {
 	}
 	n, err := s.manager.DisconnectEverywhere(r.Context(), all, user, reason)
 	if err != nil {
-		s.clusterError(w, fmt.Sprintf("disconnect; this node ended %d of the user's connections", n), err)
+		s.clusterError(w, r, fmt.Sprintf("disconnect; this node ended %d of the user's connections", n), err)
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{

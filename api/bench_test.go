@@ -8,11 +8,10 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
-	"time"
 )
 
 func benchServer(b *testing.B) (*httptest.Server, *http.Client) {
-	ts := startTestServer(b, func(o *Options) { o.HeartbeatInterval = time.Minute })
+	ts := startTestServer(b, nil)
 	return ts, &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 }
 

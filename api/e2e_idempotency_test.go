@@ -323,7 +323,8 @@ func TestE2EConcurrentRetries(t *testing.T) {
 }
 
 // TestE2EStoreErrorsAtTheEdge: an outage is 503 with Retry-After; an unknown
-// commit outcome is 500 outcome_unknown; anything else is a plain 500.
+// commit outcome is 500 outcome_unknown; anything else (a rejected draft
+// too) is a plain 500, on publishing and on reading the stats.
 func TestE2EStoreErrorsAtTheEdge(t *testing.T) {
 	t.Parallel()
 	h := newE2E(t)
@@ -353,6 +354,25 @@ func TestE2EStoreErrorsAtTheEdge(t *testing.T) {
 	if strings.Contains(string(r.Body), "a bug") {
 		t.Errorf("an internal error leaks into the answer: %s", r)
 	}
+	set(fmt.Errorf("persist: draft 0: %w: string holds NUL", stream.ErrRejected))
+	h.api("POST", "/api/ws/push/notification", body).expectError(t, 500, "internal")
 	h.store.appendErr.Store(nil)
 	h.keyed("/api/ws/push/notification", "e1", body).expectStatus(t, 202)
+
+	// The same mapping on a read: GET /api/ws/stats.
+	setStats := func(err error) { h.store.statsErr.Store(&err) }
+	setStats(fmt.Errorf("persist: queue stats: %w: connection refused", stream.ErrUnavailable))
+	r = h.api("GET", "/api/ws/stats", nil)
+	r.expectError(t, 503, "unavailable")
+	if r.Header.Get("Retry-After") == "" {
+		t.Error("stats: 503 without Retry-After")
+	}
+	setStats(errors.New("persist: queue stats: a bug"))
+	r = h.api("GET", "/api/ws/stats", nil)
+	r.expectError(t, 500, "internal")
+	if r.Header.Get("Retry-After") != "" || strings.Contains(string(r.Body), "a bug") {
+		t.Errorf("stats: a non-outage error answers Retry-After or leaks: %s", r)
+	}
+	h.store.statsErr.Store(nil)
+	h.api("GET", "/api/ws/stats", nil).expectStatus(t, 200)
 }

@@ -20,7 +20,7 @@ import (
 func TestE2EMetrics(t *testing.T) {
 	t.Parallel()
 	h := newE2E(t, func(c *e2eConfig) {
-		c.Opts.HeartbeatInterval = 200 * time.Millisecond
+		c.Stream.HeartbeatInterval = 200 * time.Millisecond
 		c.Opts.HeartbeatTimeout = 200 * time.Millisecond
 		c.Opts.ConnectRateLimit, c.Opts.ConnectRateBurst = 1000, 1000
 	})

@@ -270,8 +270,8 @@ func TestE2ESSEHeadersAndFraming(t *testing.T) {
 			if e.Type != "connected" || e.HasID {
 				t.Errorf("first event %s, want connected without id", e)
 			}
-			if got := e.Payload["heartbeatInterval"]; got != float64(h.cfg.Opts.HeartbeatInterval.Milliseconds()) {
-				t.Errorf("connected heartbeatInterval = %v, want %d (ms)", got, h.cfg.Opts.HeartbeatInterval.Milliseconds())
+			if got := e.Payload["heartbeatInterval"]; got != float64(h.cfg.Stream.HeartbeatInterval.Milliseconds()) {
+				t.Errorf("connected heartbeatInterval = %v, want %d (ms)", got, h.cfg.Stream.HeartbeatInterval.Milliseconds())
 			}
 
 			// A stored message, exactly.
@@ -295,7 +295,7 @@ func TestE2ESSEHeadersAndFraming(t *testing.T) {
 
 func TestE2ESSEHeartbeats(t *testing.T) {
 	t.Parallel()
-	h := newE2E(t, func(c *e2eConfig) { c.Opts.HeartbeatInterval = 50 * time.Millisecond })
+	h := newE2E(t, func(c *e2eConfig) { c.Stream.HeartbeatInterval = 50 * time.Millisecond })
 	c := h.openSSE("tess", "")
 	expectConnected(t, c, "tess", "sse")
 	id := h.notify("tess", "between heartbeats")
@@ -324,7 +324,7 @@ func TestE2ESSEHeartbeats(t *testing.T) {
 
 func TestE2EWSHeartbeatEnvelopes(t *testing.T) {
 	t.Parallel()
-	h := newE2E(t, func(c *e2eConfig) { c.Opts.HeartbeatInterval = 50 * time.Millisecond })
+	h := newE2E(t, func(c *e2eConfig) { c.Stream.HeartbeatInterval = 50 * time.Millisecond })
 	c := h.openWS("uma", "")
 	expectConnected(t, c, "uma", "ws")
 	for range 3 {

@@ -108,7 +108,7 @@ func TestE2EWSFrameTooLarge(t *testing.T) {
 func TestE2EWSPingsAnswered(t *testing.T) {
 	t.Parallel()
 	h := newE2E(t, func(c *e2eConfig) {
-		c.Opts.HeartbeatInterval = 100 * time.Millisecond
+		c.Stream.HeartbeatInterval = 100 * time.Millisecond
 		c.Opts.HeartbeatTimeout = time.Second
 	})
 	conn := h.mustDialWS("access_token="+h.token("ray"), nil)
@@ -138,7 +138,7 @@ func TestE2EWSPingsAnswered(t *testing.T) {
 func TestE2EWSDeadPeerClosed(t *testing.T) {
 	t.Parallel()
 	h := newE2E(t, func(c *e2eConfig) {
-		c.Opts.HeartbeatInterval = 100 * time.Millisecond
+		c.Stream.HeartbeatInterval = 100 * time.Millisecond
 		c.Opts.HeartbeatTimeout = 200 * time.Millisecond
 	})
 	conn := h.mustDialWS("access_token="+h.token("sol"), nil)

@@ -5,35 +5,28 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/pushd/pushd/internal/httperror"
 )
 
-// Error codes of CONTRACT §5.
+// Error codes of CONTRACT §5, named in internal/httperror for the API and
+// the subscriber endpoints alike.
 const (
-	codeBadRequest       = "bad_request"
-	codeUnauthorized     = "unauthorized"
-	codeNotFound         = "not_found"
-	codeMethodNotAllowed = "method_not_allowed"
-	codeTooLarge         = "payload_too_large"
-	codeRateLimited      = "rate_limited"
-	codeUnavailable      = "unavailable"
-	codeInternal         = "internal"
-	codeConflict         = "conflict"
-	codeOutcomeUnknown   = "outcome_unknown"
+	codeBadRequest       = httperror.CodeBadRequest
+	codeUnauthorized     = httperror.CodeUnauthorized
+	codeNotFound         = httperror.CodeNotFound
+	codeMethodNotAllowed = httperror.CodeMethodNotAllowed
+	codeTooLarge         = httperror.CodeTooLarge
+	codeRateLimited      = httperror.CodeRateLimited
+	codeUnavailable      = httperror.CodeUnavailable
+	codeInternal         = httperror.CodeInternal
+	codeConflict         = httperror.CodeConflict
+	codeOutcomeUnknown   = httperror.CodeOutcomeUnknown
 )
-
-type errorBody struct {
-	Error struct {
-		Code    string `json:"code"`
-		Message string `json:"message"`
-	} `json:"error"`
-}
 
 // writeError writes the JSON error shape {"error":{"code","message"}}.
 func writeError(w http.ResponseWriter, status int, code, msg string) {
-	var b errorBody
-	b.Error.Code = code
-	b.Error.Message = msg
-	writeJSON(w, status, b)
+	httperror.Write(w, status, code, msg)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -42,10 +35,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 		status = http.StatusInternalServerError
 		body = []byte(`{"error":{"code":"internal","message":"encoding the response failed"}}`)
 	}
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Cache-Control", "no-store")
-	h.Set("X-Content-Type-Options", "nosniff")
+	httperror.SetJSONHeaders(w.Header())
 	w.WriteHeader(status)
 	_, _ = w.Write(append(body, '\n'))
 }

@@ -46,81 +46,80 @@ const (
 
 var errE2EOutage = fmt.Errorf("e2e: simulated outage: %w", stream.ErrUnavailable)
 
+// e2eStore is the memory store with switchable failures: while down, every
+// call the manager and the API make fails as in an outage; appendErr and
+// statsErr, when set, are what Append and QueueStats fail with (the edge's
+// error mapping). Expire is the memory store's (the API never calls it).
 type e2eStore struct {
 	*persist.Memory
-	down atomic.Bool
-	// appendErr, when set, is what Append fails with (the edge's error
-	// mapping).
-	appendErr atomic.Pointer[error]
+	down                atomic.Bool
+	appendErr, statsErr atomic.Pointer[error]
 }
 
-func (s *e2eStore) fail() error {
+// fail is the error a call fails with now: the outage, else the injected
+// one, else nil.
+func (s *e2eStore) fail(injected *atomic.Pointer[error]) error {
 	if s.down.Load() {
 		return errE2EOutage
+	}
+	if injected != nil {
+		if err := injected.Load(); err != nil {
+			return *err
+		}
 	}
 	return nil
 }
 
 func (s *e2eStore) Append(ctx context.Context, d []stream.Draft) ([]*stream.Message, error) {
-	if err := s.fail(); err != nil {
+	if err := s.fail(&s.appendErr); err != nil {
 		return nil, err
-	}
-	if err := s.appendErr.Load(); err != nil {
-		return nil, *err
 	}
 	return s.Memory.Append(ctx, d)
 }
 
 func (s *e2eStore) Head(ctx context.Context) (uint64, error) {
-	if err := s.fail(); err != nil {
+	if err := s.fail(nil); err != nil {
 		return 0, err
 	}
 	return s.Memory.Head(ctx)
 }
 
 func (s *e2eStore) ReadStream(ctx context.Context, user string, after uint64, limit int) ([]*stream.Message, bool, error) {
-	if err := s.fail(); err != nil {
+	if err := s.fail(nil); err != nil {
 		return nil, false, err
 	}
 	return s.Memory.ReadStream(ctx, user, after, limit)
 }
 
 func (s *e2eStore) DeliveredCursor(ctx context.Context, user string) (uint64, bool, error) {
-	if err := s.fail(); err != nil {
+	if err := s.fail(nil); err != nil {
 		return 0, false, err
 	}
 	return s.Memory.DeliveredCursor(ctx, user)
 }
 
 func (s *e2eStore) MarkDelivered(ctx context.Context, ds []stream.Delivery) error {
-	if err := s.fail(); err != nil {
+	if err := s.fail(nil); err != nil {
 		return err
 	}
 	return s.Memory.MarkDelivered(ctx, ds)
 }
 
-func (s *e2eStore) Expire(ctx context.Context) (int, error) {
-	if err := s.fail(); err != nil {
-		return 0, err
-	}
-	return s.Memory.Expire(ctx)
-}
-
 func (s *e2eStore) QueueStats(ctx context.Context) (stream.QueueStats, error) {
-	if err := s.fail(); err != nil {
+	if err := s.fail(&s.statsErr); err != nil {
 		return stream.QueueStats{}, err
 	}
 	return s.Memory.QueueStats(ctx)
 }
 
-func (s *e2eStore) Ping(ctx context.Context) error {
-	if err := s.fail(); err != nil {
-		return err
-	}
-	return s.Memory.Ping(ctx)
-}
+// Ping makes the fake a stream.Pinger, so readiness follows the outage.
+func (s *e2eStore) Ping(ctx context.Context) error { return s.fail(nil) }
 
-var _ stream.Store = (*e2eStore)(nil)
+var (
+	_ stream.Store         = (*e2eStore)(nil)
+	_ stream.Pinger        = (*e2eStore)(nil)
+	_ stream.QueueReporter = (*e2eStore)(nil)
+)
 
 // ---------------------------------------------------------------------------
 // The server.
@@ -149,24 +148,20 @@ func newE2E(t *testing.T, mods ...func(*e2eConfig)) *e2e {
 	logger := slog.New(slog.DiscardHandler)
 	cfg := e2eConfig{
 		Opts: api.Options{
-			APIKey:            e2eAPIKey,
-			Tokens:            tokens,
-			AuthRequired:      true,
-			AuthTimeout:       5 * time.Second,
-			HeartbeatInterval: 30 * time.Second,
-			HeartbeatTimeout:  10 * time.Second,
-			MaxMessageBytes:   65536,
-			SSEPadding:        2048,
-			Logger:            logger,
+			APIKey:           e2eAPIKey,
+			Tokens:           tokens,
+			AuthRequired:     true,
+			AuthTimeout:      5 * time.Second,
+			HeartbeatTimeout: 10 * time.Second,
+			MaxMessageBytes:  65536,
+			SSEPadding:       2048,
+			Logger:           logger,
 		},
-		Stream: stream.Config{Logger: logger},
+		Stream: stream.Config{Logger: logger, HeartbeatInterval: 30 * time.Second},
 		Keep:   stream.Retention{MaxCount: 100, TTL: 24 * time.Hour},
 	}
 	for _, m := range mods {
 		m(&cfg)
-	}
-	if cfg.Stream.HeartbeatInterval == 0 {
-		cfg.Stream.HeartbeatInterval = cfg.Opts.HeartbeatInterval
 	}
 	store := &e2eStore{Memory: persist.NewMemory(cfg.Keep)}
 	mgr := stream.NewManager(store, cfg.Stream)

@@ -95,9 +95,7 @@ func newMetrics(m *stream.Manager) *metrics {
 		PublishToWrite: func(d time.Duration) { publishToWrite.Observe(d.Seconds()) },
 		StoreOperation: func(op stream.StoreOp, d time.Duration) { byOp[op].Observe(d.Seconds()) },
 	})
-	if ob, ok := m.Store().(outboxReporter); ok {
-		reg.MustRegister(outboxCollector{ob})
-	}
+	reg.MustRegister(outboxCollector{m})
 	return mt
 }
 
@@ -232,9 +230,10 @@ func (s *statusRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 
 func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
-// outboxCollector reports pushd_outbox_pending at scrape time; when the store
-// cannot be read the sample is left out rather than made up.
-type outboxCollector struct{ store outboxReporter }
+// outboxCollector reports pushd_outbox_pending at scrape time. A store
+// without an outbox (the in-memory one) has no such sample, and when the
+// store cannot be read the sample is left out rather than made up.
+type outboxCollector struct{ m *stream.Manager }
 
 var outboxPendingDesc = prometheus.NewDesc("pushd_outbox_pending",
 	"Database-driven changes in push.outbox, not yet in the log.", nil, nil)
@@ -244,7 +243,7 @@ func (c outboxCollector) Describe(ch chan<- *prometheus.Desc) { ch <- outboxPend
 func (c outboxCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	if n, err := c.store.OutboxPending(ctx); err == nil {
+	if n, ok, err := c.m.OutboxPending(ctx); ok && err == nil {
 		ch <- prometheus.MustNewConstMetric(outboxPendingDesc, prometheus.GaugeValue, float64(n))
 	}
 }

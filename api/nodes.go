@@ -33,15 +33,15 @@ func (s *Server) scope(w http.ResponseWriter, r *http.Request) (all, ok bool) {
 
 // clusterError answers a failed cluster-wide request: 503 when the store
 // (the only way to the other nodes) cannot be reached, else 500.
-func (s *Server) clusterError(w http.ResponseWriter, what string, err error) {
+func (s *Server) clusterError(w http.ResponseWriter, r *http.Request, what string, err error) {
 	if errors.Is(err, stream.ErrUnavailable) {
-		s.log.Warn("cluster request failed: store unavailable", "request", what, "err", err)
+		s.log.Warn("cluster request failed: store unavailable", "request", what, "err", err, "request_id", requestID(r))
 		retryAfter(w, s.opts.RetryAfter)
 		writeError(w, http.StatusServiceUnavailable, codeUnavailable,
 			"store unavailable: the other nodes cannot be reached ("+what+"); ?scope=node answers for this node alone")
 		return
 	}
-	s.log.Error("cluster request failed", "request", what, "err", err)
+	s.log.Error("cluster request failed", "request", what, "err", err, "request_id", requestID(r))
 	writeError(w, http.StatusInternalServerError, codeInternal, "internal error")
 }
 
@@ -55,7 +55,7 @@ func (s *Server) handleNodes(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	list, err := s.manager.Nodes(ctx, all)
 	if err != nil {
-		s.clusterError(w, "nodes", err)
+		s.clusterError(w, r, "nodes", err)
 		return
 	}
 	type transports struct {

@@ -414,7 +414,9 @@ func (s *Server) requestError(w http.ResponseWriter, err error) {
 // 409 for an idempotency key reused with another request (conflict says
 // which), 503 with Retry-After when the store is unavailable (nothing
 // stored), 500 outcome_unknown when the store cannot tell whether it
-// committed, 500 for anything else.
+// committed, 500 internal for anything else — a draft the store rejects
+// (stream.ErrRejected: a field the API's validation let through) included,
+// which is logged as such.
 func (s *Server) publish(w http.ResponseWriter, r *http.Request, drafts []stream.Draft, conflict func(*stream.KeyConflictError) string) ([]*stream.Message, bool) {
 	if !s.userRateAllowed(w, r, drafts) {
 		return nil, false
@@ -444,6 +446,9 @@ func (s *Server) publish(w http.ResponseWriter, r *http.Request, drafts []stream
 		s.log.Warn("store error: publish failed, store unavailable", "err", err, "messages", len(drafts), "request_id", requestID(r))
 		retryAfter(w, s.opts.RetryAfter)
 		writeError(w, http.StatusServiceUnavailable, codeUnavailable, "store unavailable: message not stored, retry later")
+	case errors.Is(err, stream.ErrRejected):
+		s.log.Error("store error: the store rejected a draft the API accepted", "err", err, "messages", len(drafts), "request_id", requestID(r))
+		writeError(w, http.StatusInternalServerError, codeInternal, "internal error")
 	case r.Context().Err() != nil:
 		s.log.Info("publisher went away before the store answered", "err", err, "messages", len(drafts), "request_id", requestID(r))
 		writeError(w, http.StatusInternalServerError, codeInternal, "internal error")

@@ -21,13 +21,13 @@ import (
 
 // Options configure the HTTP surface.
 type Options struct {
-	APIKey            string
-	Tokens            *auth.Tokens
-	AuthRequired      bool
-	AuthTimeout       time.Duration
-	HeartbeatInterval time.Duration
-	HeartbeatTimeout  time.Duration
-	// AllowedOrigins: empty = same origin only; "*" = any.
+	APIKey           string
+	Tokens           *auth.Tokens
+	AuthRequired     bool
+	AuthTimeout      time.Duration
+	HeartbeatTimeout time.Duration
+	// AllowedOrigins are the origins allowed by CORS and the WebSocket
+	// Origin check: empty means the same origin only, "*" any.
 	AllowedOrigins  []string
 	MaxMessageBytes int64
 	// MaxBatchBytes is the body limit of POST /api/ws/push/batch.
@@ -63,10 +63,40 @@ type Options struct {
 	Logger          *slog.Logger
 }
 
-// DefaultWriteTimeout is how long one socket write to a subscriber may take.
-const DefaultWriteTimeout = 10 * time.Second
+// Defaults of Options, taken when a field is zero; cmd/pushd's flags take
+// theirs from here.
+const (
+	// DefaultMaxMessageBytes is Options.MaxMessageBytes (--max-message-bytes).
+	DefaultMaxMessageBytes = 65536
+	// DefaultMaxBatchBytes is Options.MaxBatchBytes (--max-batch-bytes).
+	DefaultMaxBatchBytes = 16 << 20
+	// DefaultWriteTimeout is how long one socket write to a subscriber may
+	// take (Options.WriteTimeout).
+	DefaultWriteTimeout = 10 * time.Second
+	// DefaultRetryAfter is Options.RetryAfter.
+	DefaultRetryAfter = time.Second
+	// DefaultBodyReadTimeout is Options.BodyReadTimeout.
+	DefaultBodyReadTimeout = 30 * time.Second
+)
 
-// Server is the HTTP handler of one pushd node.
+// Fixed settings of the transports, which no option changes.
+const (
+	// sseRetry is the reconnection delay an SSE stream announces (retry:).
+	sseRetry = time.Second
+	// sseShutdownRetry spreads the reconnections of the streams ended by a
+	// shutdown over up to this long.
+	sseShutdownRetry = 3 * time.Second
+	// wsReadLimit is the largest frame a WebSocket client may send (close
+	// 1008 above it): the client only sends heartbeats and its auth message.
+	wsReadLimit = 64 << 10
+	// wsSlowGrace is how long a write in flight may still take once a
+	// WebSocket is cut off as too slow, so its frame ends and the 4002 close
+	// frame follows.
+	wsSlowGrace = 2 * time.Second
+)
+
+// Server is the HTTP handler of one pushd node. It is safe for concurrent
+// use by multiple goroutines, as net/http requires.
 type Server struct {
 	opts    Options
 	manager *stream.Manager
@@ -88,8 +118,8 @@ type Server struct {
 // route is one registered method and path; the openapi test walks them.
 type route struct {
 	Method, Path string
-	// asset: a file of web/ other than the documented ones (its styles and
-	// scripts); not part of the API description.
+	// asset marks a file of web/ other than the documented ones (its
+	// styles and scripts), which is not part of the API description.
 	asset bool
 }
 
@@ -99,19 +129,19 @@ func New(manager *stream.Manager, opts Options) *Server {
 		opts.Logger = slog.Default()
 	}
 	if opts.MaxMessageBytes <= 0 {
-		opts.MaxMessageBytes = 65536
+		opts.MaxMessageBytes = DefaultMaxMessageBytes
 	}
 	if opts.MaxBatchBytes <= 0 {
-		opts.MaxBatchBytes = 16 << 20
+		opts.MaxBatchBytes = DefaultMaxBatchBytes
 	}
 	if opts.WriteTimeout <= 0 {
 		opts.WriteTimeout = DefaultWriteTimeout
 	}
 	if opts.RetryAfter <= 0 {
-		opts.RetryAfter = time.Second
+		opts.RetryAfter = DefaultRetryAfter
 	}
 	if opts.BodyReadTimeout <= 0 {
-		opts.BodyReadTimeout = 30 * time.Second
+		opts.BodyReadTimeout = DefaultBodyReadTimeout
 	}
 	s := &Server{opts: opts, manager: manager, log: opts.Logger, proxies: opts.TrustedProxies}
 	s.metrics = newMetrics(manager)
@@ -144,14 +174,14 @@ func New(manager *stream.Manager, opts Options) *Server {
 	subs := &auth.Subscribers{Tokens: opts.Tokens, Required: opts.AuthRequired}
 	sseHandler := &sse.Handler{
 		Manager: manager, Subscribers: subs,
-		Padding: opts.SSEPadding, Retry: time.Second, WriteTimeout: opts.WriteTimeout,
-		OnError: writeError, OnRefused: s.refuse, ShutdownRetry: 3 * time.Second, Logger: s.log,
+		Padding: opts.SSEPadding, Retry: sseRetry, WriteTimeout: opts.WriteTimeout,
+		OnRefused: s.refuse, ShutdownRetry: sseShutdownRetry, Logger: s.log,
 	}
 	wsHandler := &ws.Handler{
 		Manager: manager, Subscribers: subs, CheckOrigin: s.originAllowed,
-		Heartbeat: opts.HeartbeatInterval, HeartbeatTimeout: opts.HeartbeatTimeout,
-		AuthTimeout: opts.AuthTimeout, ReadLimit: 64 << 10, WriteTimeout: opts.WriteTimeout,
-		SlowGrace: 2 * time.Second, OnRefused: s.refuse, Compression: opts.WSCompression, Logger: s.log,
+		HeartbeatTimeout: opts.HeartbeatTimeout,
+		AuthTimeout:      opts.AuthTimeout, ReadLimit: wsReadLimit, WriteTimeout: opts.WriteTimeout,
+		SlowGrace: wsSlowGrace, OnRefused: s.refuse, Compression: opts.WSCompression, Logger: s.log,
 	}
 
 	// Subscribers.
@@ -212,9 +242,6 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	s.handler.ServeHTTP(w, r)
 }
-
-// Manager is the stream manager behind the server.
-func (s *Server) Manager() *stream.Manager { return s.manager }
 
 func (s *Server) requireKey(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
@@ -292,9 +319,11 @@ func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
 	start := time.Now()
-	err := s.manager.Store().Ping(ctx)
+	err := s.manager.Ready(ctx)
 	s.metrics.storeOps["ping"].Observe(time.Since(start).Seconds())
 	if err != nil {
+		// Not ready, whatever the cause: a probe asks "send traffic here?",
+		// and a store failing its ping in any way says no.
 		s.log.Warn("store error: readiness ping failed", "err", err, "request_id", requestID(r))
 		writeError(w, http.StatusServiceUnavailable, codeUnavailable, "store unreachable")
 		return

@@ -14,9 +14,9 @@ import (
 // mod adjusts the options.
 func newTestServer(tb testing.TB, mod func(*Options)) *Server {
 	tb.Helper()
-	m := stream.NewManager(persist.NewMemory(stream.Retention{MaxCount: 100, TTL: time.Hour}), stream.Config{})
+	m := stream.NewManager(persist.NewMemory(stream.Retention{MaxCount: 100, TTL: time.Hour}), stream.Config{HeartbeatInterval: time.Second})
 	tb.Cleanup(func() { m.Shutdown(tb.Context()) })
-	opts := Options{APIKey: "k", Tokens: auth.NewTokens("0123456789abcdef", time.Hour), HeartbeatInterval: time.Second}
+	opts := Options{APIKey: "k", Tokens: auth.NewTokens("0123456789abcdef", time.Hour)}
 	if mod != nil {
 		mod(&opts)
 	}

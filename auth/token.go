@@ -25,7 +25,8 @@ func NewTokens(secret string, ttl time.Duration) *Tokens {
 	return &Tokens{secret: []byte(secret), ttl: ttl, now: time.Now}
 }
 
-// ErrNoToken: the request carried no token at all.
+// ErrNoToken is returned by Tokens.Verify (and so by Subscribers.User) when
+// the request carried no token at all.
 var ErrNoToken = errors.New("no token")
 
 // Mint returns a token for userID and its expiry.
@@ -92,7 +93,7 @@ func KeyMatches(got, want string) bool {
 // Subscribers resolves who a subscriber connection belongs to.
 type Subscribers struct {
 	Tokens *Tokens
-	// Required: a valid token is mandatory. Without it, a connection with no
+	// Required makes a valid token mandatory. Without it, a connection with no
 	// token names itself with the userId query parameter ("anonymous" when
 	// absent); a token that is present must still be valid.
 	Required bool

@@ -20,10 +20,13 @@ const maxTombstones = 1024
 // become visible and are dispatched strictly in order; the feed runs on its
 // own goroutine, so a publisher waits for the store, not for the fan-out to
 // every subscriber.
+//
+// A Memory is safe for concurrent use by multiple goroutines.
 type Memory struct {
 	r     stream.Retention
 	epoch string
 
+	// mu protects every field below.
 	mu     sync.Mutex
 	head   uint64
 	feed   chan []*stream.Message // nil until SetFeed
@@ -51,6 +54,14 @@ type keyExpiry struct {
 	key     string
 	expires int64
 }
+
+// The interfaces the memory store implements. It has no Pinger: it is
+// always reachable.
+var (
+	_ stream.Store         = (*Memory)(nil)
+	_ stream.Expirer       = (*Memory)(nil)
+	_ stream.QueueReporter = (*Memory)(nil)
+)
 
 type memUser struct {
 	msgs   []*stream.Message // kept user-addressed messages, oldest first
@@ -357,7 +368,7 @@ func (s *Memory) MarkDelivered(ctx context.Context, ds []stream.Delivery) error 
 	return nil
 }
 
-// Expire implements stream.Store.
+// Expire implements stream.Expirer.
 func (s *Memory) Expire(ctx context.Context) (int, error) {
 	now := s.r.Clock().UnixMilli()
 	s.mu.Lock()
@@ -376,7 +387,7 @@ func (s *Memory) Expire(ctx context.Context) (int, error) {
 	return int(s.expired - before), nil
 }
 
-// QueueStats implements stream.Store.
+// QueueStats implements stream.QueueReporter.
 func (s *Memory) QueueStats(ctx context.Context) (stream.QueueStats, error) {
 	now := s.r.Clock().UnixMilli()
 	s.mu.Lock()
@@ -392,11 +403,9 @@ func (s *Memory) QueueStats(ctx context.Context) (stream.QueueStats, error) {
 	return stream.QueueStats{PendingMessages: pending, DeliveredMessages: s.delivered, ExpiredMessages: s.expired}, nil
 }
 
-// Ping implements stream.Store.
-func (s *Memory) Ping(ctx context.Context) error { return nil }
-
-// Close implements stream.Store: later appends fail; the feed drains.
-func (s *Memory) Close() error {
+// Close implements stream.Store: later appends fail; the feed drains. It has
+// nothing to wait for, so it never fails.
+func (s *Memory) Close(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.closed {

@@ -8,9 +8,9 @@ import (
 )
 
 func TestMemoryConformance(t *testing.T) {
-	storetest.Run(t, func(t *testing.T, r stream.Retention) stream.Store {
+	storetest.Run(t, func(t *testing.T, r stream.Retention) storetest.Store {
 		s := NewMemory(r)
-		t.Cleanup(func() { _ = s.Close() })
+		t.Cleanup(func() { _ = s.Close(bg) })
 		return s
 	})
 }

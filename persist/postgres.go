@@ -41,6 +41,10 @@ import (
 // It is also a stream.Cluster: the node registry (postgres_nodes.go) and the
 // requests nodes answer for each other (postgres_cluster.go) go through the
 // same database, so nodes need no addresses of each other.
+//
+// A Postgres is safe for concurrent use by multiple goroutines. It holds no
+// mutex: one writer goroutine owns the appending state (the fields marked
+// "the writer's"), and the rest are channels and atomics.
 // Idempotency keys are committed with their messages
 // (postgres_idempotency.go); a commit whose reply is lost is settled before
 // the append answers (postgres_outcome.go).
@@ -52,9 +56,9 @@ type Postgres struct {
 	epoch string
 	node  string // NOTIFY payload: lets the tail skip its own commits
 
-	// purgeAfter: how long gone rows stay readable by lagging tails.
+	// purgeAfter is how long gone rows stay readable by lagging tails.
 	purgeAfter time.Duration
-	// pollEvery: the tail's safety-net poll.
+	// pollEvery is the period of the tail's safety-net poll.
 	pollEvery time.Duration
 
 	reqs       chan *appendReq
@@ -71,28 +75,42 @@ type Postgres struct {
 	cancel     context.CancelFunc
 	wg         sync.WaitGroup
 	closed     atomic.Bool
-	closeErr   sync.Once
+	closeOnce  sync.Once
+	// shut is closed once Close has stopped everything and closed the pool.
+	shut chan struct{}
 
-	// changeDataLimit: a database change whose row is larger goes out
-	// without data ("dataOmitted").
+	// changeDataLimit is the largest row data a database change carries;
+	// a larger one goes out without data ("dataOmitted").
 	changeDataLimit int
 	// marks counts the writer's groups; outcomes how commits in doubt were
 	// settled (postgres_outcome.go).
 	marks    int64
 	outcomes outcomeCounts
-	// outcomeWindow, when not zero, replaces outcomeWindow (tests).
+	// outcomeWindow, when not zero, replaces the default window for
+	// settling a commit in doubt (tests).
 	outcomeWindow time.Duration
-	// settling: the writer is learning an outcome and the database does not
-	// answer; appends are refused meanwhile.
+	// settling is set while the writer is learning an outcome and the
+	// database does not answer; appends are refused meanwhile.
 	settling atomic.Bool
 }
+
+// The interfaces the PostgreSQL store implements.
+var (
+	_ stream.Store          = (*Postgres)(nil)
+	_ stream.Pinger         = (*Postgres)(nil)
+	_ stream.QueueReporter  = (*Postgres)(nil)
+	_ stream.Expirer        = (*Postgres)(nil)
+	_ stream.OutboxReporter = (*Postgres)(nil)
+	_ stream.Cluster        = (*Postgres)(nil)
+)
 
 // Defaults of the PostgreSQL store.
 const (
 	defaultMaxConns   = 8
 	defaultPurgeAfter = 5 * time.Minute
 	defaultPollEvery  = time.Second
-	// reconnectDelay: how soon the LISTEN connection is retried after a loss.
+	// reconnectDelay is how soon the LISTEN connection is retried after a
+	// loss.
 	reconnectDelay = time.Second
 )
 
@@ -149,6 +167,7 @@ func OpenPostgres(ctx context.Context, url string, r stream.Retention, logger *s
 		local:      make(chan []*stream.Message, 256),
 		wake:       make(chan struct{}, 1),
 		stop:       make(chan struct{}),
+		shut:       make(chan struct{}),
 
 		changeDataLimit: defaultChangeDataLimit,
 	}
@@ -306,7 +325,7 @@ UPDATE push.counters SET value = value + $3 WHERE name = 'delivered' AND $3 <> 0
 	return nil
 }
 
-// QueueStats implements stream.Store.
+// QueueStats implements stream.QueueReporter.
 func (s *Postgres) QueueStats(ctx context.Context) (stream.QueueStats, error) {
 	var st stream.QueueStats
 	if err := s.usable(); err != nil {
@@ -326,7 +345,7 @@ SELECT
 	return st, nil
 }
 
-// Ping implements stream.Store.
+// Ping implements stream.Pinger.
 func (s *Postgres) Ping(ctx context.Context) error {
 	if err := s.usable(); err != nil {
 		return err
@@ -337,19 +356,28 @@ func (s *Postgres) Ping(ctx context.Context) error {
 	return nil
 }
 
-// Close implements stream.Store: the node leaves the registry, queued
-// appends fail, the writer finishes its transaction, the tail and the
-// listeners stop, the pool closes.
-func (s *Postgres) Close() error {
-	s.closeErr.Do(func() {
+// Close implements stream.Store: later calls fail at once; the node leaves
+// the registry, queued appends fail, the writer finishes its transaction
+// (which can take up to commitTimeout), the tail and the listeners stop,
+// the pool closes. It waits for all that at most until ctx ends.
+func (s *Postgres) Close(ctx context.Context) error {
+	s.closeOnce.Do(func() {
 		s.closed.Store(true)
-		s.leave()
-		close(s.stop)
-		s.cancel() // aborts the tail's read and the LISTEN wait, not a commit
-		s.wg.Wait()
-		s.pool.Close()
+		go func() {
+			s.leave()
+			close(s.stop)
+			s.cancel() // aborts the tail's read and the LISTEN wait, not a commit
+			s.wg.Wait()
+			s.pool.Close()
+			close(s.shut)
+		}()
 	})
-	return nil
+	select {
+	case <-s.shut:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 var errClosed = fmt.Errorf("persist: postgres store closed: %w", stream.ErrUnavailable)
@@ -370,16 +398,24 @@ func (s *Postgres) cutoff(now time.Time) int64 {
 	return now.UnixMilli() - s.r.TTL.Milliseconds()
 }
 
-// fail names the operation and classifies err: everything that means "the
-// database cannot be reached or cannot serve now" wraps stream.ErrUnavailable,
-// so the API answers 503 and acknowledges nothing.
+// fail names the operation and classifies err (see classify).
 func (s *Postgres) fail(ctx context.Context, op string, err error) error {
-	if isUnavailable(ctx, err) {
-		return fmt.Errorf("persist: postgres %s: %w: %w", op, stream.ErrUnavailable, err)
-	}
-	return fmt.Errorf("persist: postgres %s: %w", op, err)
+	return classify(ctx, "persist: postgres "+op, err)
 }
 
+// classify prefixes err with what failed and sorts it: everything that means
+// "the database cannot be reached or cannot serve now" wraps
+// stream.ErrUnavailable, so the API answers 503 and acknowledges nothing;
+// anything else (a bug or bad data) is returned as it is.
+func classify(ctx context.Context, what string, err error) error {
+	if isUnavailable(ctx, err) {
+		return fmt.Errorf("%s: %w: %w", what, stream.ErrUnavailable, err)
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+// isUnavailable reports whether err means an outage rather than a fault of
+// the request. A context the caller cancelled is not one.
 func isUnavailable(ctx context.Context, err error) bool {
 	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
 		return false // the caller gave up; not the database's fault

@@ -99,10 +99,12 @@ func (s *Postgres) Append(ctx context.Context, drafts []stream.Draft) ([]*stream
 	}
 }
 
+// checkText fails, wrapping stream.ErrRejected, for a string PostgreSQL
+// text cannot hold.
 func checkText(ss ...string) error {
 	for _, s := range ss {
 		if strings.IndexByte(s, 0) >= 0 || !utf8.ValidString(s) {
-			return fmt.Errorf("string %q holds NUL or invalid UTF-8", s)
+			return fmt.Errorf("%w: string %q holds NUL or invalid UTF-8", stream.ErrRejected, s)
 		}
 	}
 	return nil
@@ -157,15 +159,15 @@ func (s *Postgres) writer() {
 }
 
 func (s *Postgres) commitGroup(group []*appendReq) {
-	live := group[:0]
+	waiting := group[:0]
 	for _, r := range group {
 		if err := r.ctx.Err(); err != nil {
 			r.done <- appendRes{err: err} // gave up while queued: not appended
 			continue
 		}
-		live = append(live, r)
+		waiting = append(waiting, r)
 	}
-	if len(live) == 0 {
+	if len(waiting) == 0 {
 		return
 	}
 	if s.kept.head < 0 && time.Since(s.kept.loaded) > reloadEvery {
@@ -173,11 +175,11 @@ func (s *Postgres) commitGroup(group []*appendReq) {
 			s.log.Debug("bounds of kept messages not loaded", "err", err)
 		}
 	}
-	res, fresh, err := s.commit(live)
-	if err != nil && len(live) > 1 && !errors.Is(err, stream.ErrUnavailable) && !errors.Is(err, stream.ErrOutcomeUnknown) {
+	res, fresh, err := s.commit(waiting)
+	if err != nil && len(waiting) > 1 && !errors.Is(err, stream.ErrUnavailable) && !errors.Is(err, stream.ErrOutcomeUnknown) {
 		// Not an outage but a statement error: retry one by one so only
 		// the culprit fails.
-		for _, r := range live {
+		for _, r := range waiting {
 			res, fresh, err := s.commit([]*appendReq{r})
 			if err != nil {
 				r.done <- appendRes{err: err}
@@ -189,12 +191,12 @@ func (s *Postgres) commitGroup(group []*appendReq) {
 		return
 	}
 	if err != nil {
-		for _, r := range live {
+		for _, r := range waiting {
 			r.done <- appendRes{err: err}
 		}
 		return
 	}
-	for i, r := range live {
+	for i, r := range waiting {
 		r.done <- res[i]
 	}
 	s.handToTail(fresh)
@@ -268,7 +270,7 @@ type appendPlan struct {
 	kept   *keptGroup
 	base   int64                // the position before the first draft
 	looked []map[string][]int64 // per trim statement: user -> the bounds it returned
-	// settled: the reply was lost and the commit learnt afterwards; the
+	// settled says the reply was lost and the commit learnt afterwards; the
 	// statements' results never came, so the kept bounds start over.
 	settled bool
 }
@@ -395,9 +397,9 @@ func (s *Postgres) queueSegment(b *pgx.Batch, drafts []stream.Draft, cutoff int6
 	if len(trimUsers) > 0 {
 		// Before dropping broadcasts: they were there when these users'
 		// drafts were appended.
-		n, first, oldest, base, gather := kept.guard(trimUsers, trimOwn)
+		g := kept.guard(trimUsers, trimOwn)
 		b.Queue(sqlTrimUsersOnAppend, trimUsers, int64(s.r.MaxCount), cutoff, ords, int64(len(drafts)),
-			n, first, oldest, base, gather).
+			g.n, g.first, g.oldest, g.base, g.gather).
 			Query(func(rows pgx.Rows) error {
 				got := map[string][]int64{}
 				var user string
@@ -417,7 +419,8 @@ func (s *Postgres) queueSegment(b *pgx.Batch, drafts []stream.Draft, cutoff int6
 	}
 }
 
-// ownDrafts: a user's drafts in a segment (ordinals are 1-based).
+// ownDrafts sums up a user's drafts in a segment: how many, the ordinals
+// (1-based) of the first and the last, the oldest timestamp.
 type ownDrafts struct {
 	count, firstOrd, lastOrd, minTS int64
 }
@@ -441,7 +444,7 @@ WITH h AS (
 )
 SELECT base FROM h`
 
-// sqlSupersede: for each (user, key) appended, only the newest message stays
+// sqlSupersede keeps, for each (user, key) appended, only the newest message
 // in the offline store; the older ones leave without counting as trimmed.
 const sqlSupersede = `
 UPDATE push.messages m SET gone_at = now()

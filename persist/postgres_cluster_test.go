@@ -116,7 +116,7 @@ func TestClusterAskAnswers(t *testing.T) {
 	}
 
 	// A closed store leaves the registry and is no longer asked.
-	c.Close()
+	_ = c.Close(ctx)
 	nodes, _ = a.Nodes(ctx)
 	if len(nodes) != 2 {
 		t.Errorf("after c closed: %d nodes, want 2", len(nodes))
@@ -215,7 +215,7 @@ INSERT INTO push.nodes (id, started_at, last_seen) VALUES
 func TestClusterAskUnavailable(t *testing.T) {
 	t.Parallel()
 	a := joined(t, pgtest.NewDB(t), &fakeNode{})
-	a.Close()
+	_ = a.Close(bg)
 	if _, err := a.Ask(context.Background(), stream.NodeRequest{Kind: stream.AskStats}); !errors.Is(err, stream.ErrUnavailable) {
 		t.Errorf("ask on a closed store: %v, want ErrUnavailable", err)
 	}

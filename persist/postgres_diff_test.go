@@ -112,7 +112,7 @@ func TestPostgresMatchesMemory(t *testing.T) {
 	}
 }
 
-func compareStores(t *testing.T, at string, mem, pg stream.Store, users []string, head uint64) {
+func compareStores(t *testing.T, at string, mem *Memory, pg *Postgres, users []string, head uint64) {
 	t.Helper()
 	afters := []uint64{0, head / 3, head / 2, head - min(head, 2), head}
 	for _, u := range users {

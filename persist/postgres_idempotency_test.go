@@ -26,7 +26,7 @@ func TestPostgresKeysSurviveRestart(t *testing.T) {
 	s := openPG(t, url, big())
 	s.SetFeed(func([]*stream.Message) {})
 	first := mustAppend(t, s, keyedNote("a", 1, "k1"))
-	_ = s.Close()
+	_ = s.Close(bg)
 
 	s2 := openPG(t, url, big())
 	s2.SetFeed(func([]*stream.Message) {})

@@ -13,9 +13,8 @@ import (
 // keptCache lets the append-time trim skip the users that cannot be over
 // their window, which is most users most of the time. Looking at a user
 // costs index scans of their kept messages (heap visits included, the rows
-// being fresh) on every append: looking at every user, a durable group
-// spent as long trimming as inserting, and the p99 publish→delivery at
-// 15 000/s was 2–3× what it is without (notes/issue5-inline-writer.md).
+// being fresh) on every append, so looking at every user makes a group
+// spend as long trimming as inserting.
 //
 // Per user it keeps bounds on the user's own kept messages: at most n of
 // them, none below position first, none older than oldest. They stay true
@@ -37,15 +36,17 @@ import (
 type keptCache struct {
 	head  int64                 // log head the bounds account for; -1: unknown
 	users map[string]keptBounds // n = -1: unknown
-	// complete: every user with a kept own message is in users.
+	// complete says every user with a kept own message is in users.
 	complete bool
 	loaded   time.Time // last load attempt
-	// foreign: the last group came after another writer's appends; bounds
-	// are not gathered while appends interleave (they would not survive).
+	// foreign says the last group came after another writer's appends;
+	// bounds are not gathered while appends interleave (they would not
+	// survive).
 	foreign bool
 	limit   int // users kept at most
 }
 
+// keptBounds bound one user's own kept messages.
 type keptBounds struct {
 	n      int64 // at most this many own kept messages; -1: unknown
 	first  int64 // none below this position (when n > 0)
@@ -56,10 +57,10 @@ type keptBounds struct {
 // looked at on every append, as without the cache.
 const maxKeptUsers = 1 << 18
 
-// maxLoadRows: a log with more rows is not read whole to load the cache.
+// maxLoadRows is the largest log read whole to load the cache.
 const maxLoadRows = 2_000_000
 
-// reloadEvery: how soon a cache that lost its state is loaded again.
+// reloadEvery is how soon a cache that lost its state is loaded again.
 const reloadEvery = time.Minute
 
 func newKeptCache() *keptCache {
@@ -141,7 +142,7 @@ type keptGroup struct {
 	segs  []keptSegment
 }
 
-// keptSegment: the users a segment's trim statement was asked about, in
+// keptSegment is the users a segment's trim statement was asked about, in
 // order, with their bounds after the segment if skipped.
 type keptSegment struct {
 	users []string
@@ -152,13 +153,23 @@ func (c *keptCache) group() *keptGroup {
 	return &keptGroup{c: c, base: c.head, after: map[string]keptBounds{}}
 }
 
-// guard returns the trim statement's arguments ($6–$10 of
-// trimUsersOnAppendSQL) for the next segment's users, own[i] being users[i]'s
-// drafts in it.
-func (g *keptGroup) guard(users []string, own []ownDrafts) (n, first, oldest []int64, base int64, gather bool) {
-	n = make([]int64, len(users))
-	first = make([]int64, len(users))
-	oldest = make([]int64, len(users))
+// trimGuard is the trim statement's arguments $6–$10 of
+// trimUsersOnAppendSQL: per user of the segment, the bounds of their own
+// kept messages after it (n = -1: unknown); the head the bounds account
+// for; whether to gather exact values for the users the statement leaves
+// whole.
+type trimGuard struct {
+	n, first, oldest []int64
+	base             int64
+	gather           bool
+}
+
+// guard returns the trim statement's guard for the next segment's users,
+// own[i] being users[i]'s drafts in it.
+func (g *keptGroup) guard(users []string, own []ownDrafts) trimGuard {
+	n := make([]int64, len(users))
+	first := make([]int64, len(users))
+	oldest := make([]int64, len(users))
 	seg := keptSegment{users: users, next: make([]keptBounds, len(users))}
 	for i, u := range users {
 		b, known := g.after[u]
@@ -180,7 +191,7 @@ func (g *keptGroup) guard(users []string, own []ownDrafts) (n, first, oldest []i
 		seg.next[i] = b
 	}
 	g.segs = append(g.segs, seg)
-	return n, first, oldest, g.base, !g.c.foreign
+	return trimGuard{n: n, first: first, oldest: oldest, base: g.base, gather: !g.c.foreign}
 }
 
 // advance moves past a segment of size drafts.

@@ -143,12 +143,17 @@ func TestPostgresTrimSkip(t *testing.T) {
 	})
 }
 
+// guardArgs spreads a trim guard into its statement arguments.
+func guardArgs(g trimGuard) (n, first, oldest []int64, base int64, gather bool) {
+	return g.n, g.first, g.oldest, g.base, g.gather
+}
+
 // TestKeptCache: the bounds a group hands to the trim statement, and what a
 // commit keeps.
 func TestKeptCache(t *testing.T) {
 	c := newKeptCache()
 	g := c.group()
-	n, _, _, base, gather := g.guard([]string{"a"}, []ownDrafts{{count: 2, firstOrd: 1, minTS: 100}})
+	n, _, _, base, gather := guardArgs(g.guard([]string{"a"}, []ownDrafts{{count: 2, firstOrd: 1, minTS: 100}}))
 	if n[0] != -1 || base != -1 || !gather {
 		t.Fatalf("unknown cache: n=%v base=%d gather=%v, want -1, -1, true", n, base, gather)
 	}
@@ -160,13 +165,13 @@ func TestKeptCache(t *testing.T) {
 	// Known: a is skipped (nothing returned) and its bounds grow; b is
 	// looked at and had something dropped: forgotten.
 	g = c.group()
-	n, first, oldest, base, _ := g.guard([]string{"a", "b"}, []ownDrafts{{count: 1, firstOrd: 2, minTS: 90}, {count: 1, firstOrd: 1, minTS: 95}})
+	n, first, oldest, base, _ := guardArgs(g.guard([]string{"a", "b"}, []ownDrafts{{count: 1, firstOrd: 2, minTS: 90}, {count: 1, firstOrd: 1, minTS: 95}}))
 	if n[0] != 3 || first[0] != 11 || oldest[0] != 90 || n[1] != -1 || base != 13 {
 		t.Fatalf("guard: n=%v first=%v oldest=%v base=%d", n, first, oldest, base)
 	}
 	// A second segment of the same group sees the first one's drafts.
 	g.advance(2)
-	n, _, _, base, _ = g.guard([]string{"a"}, []ownDrafts{{count: 1, firstOrd: 1, minTS: 95}})
+	n, _, _, base, _ = guardArgs(g.guard([]string{"a"}, []ownDrafts{{count: 1, firstOrd: 1, minTS: 95}}))
 	if n[0] != 4 || base != 15 {
 		t.Fatalf("second segment: n=%v base=%d, want 4, 15", n, base)
 	}
@@ -181,7 +186,7 @@ func TestKeptCache(t *testing.T) {
 	// A user with none kept starts at the segment's first own position.
 	c.users["z"] = keptBounds{}
 	g = c.group()
-	n, first, _, _, _ = g.guard([]string{"z"}, []ownDrafts{{count: 1, firstOrd: 3, minTS: 50}})
+	n, first, _, _, _ = guardArgs(g.guard([]string{"z"}, []ownDrafts{{count: 1, firstOrd: 3, minTS: 50}}))
 	if n[0] != 1 || first[0] != 16+3 {
 		t.Fatalf("z: n=%v first=%v, want 1, 19", n, first)
 	}
@@ -193,7 +198,7 @@ func TestKeptCache(t *testing.T) {
 		t.Fatalf("after another writer: users %v foreign %v head %d", c.users, c.foreign, c.head)
 	}
 	g = c.group()
-	if _, _, _, _, gather := g.guard([]string{"a"}, []ownDrafts{{count: 1, firstOrd: 1, minTS: 1}}); gather {
+	if _, _, _, _, gather := guardArgs(g.guard([]string{"a"}, []ownDrafts{{count: 1, firstOrd: 1, minTS: 1}})); gather {
 		t.Fatal("gathering bounds right after another writer's appends")
 	}
 	g.commit(23, 24, []map[string][]int64{{"a": nil}})

@@ -7,7 +7,6 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	pushsql "github.com/pushd/pushd/sql"
-	"github.com/pushd/pushd/stream"
 )
 
 // Migrate applies the pending schema migrations of package sql to the
@@ -23,12 +22,7 @@ func Migrate(ctx context.Context, url string) error {
 }
 
 func migrate(ctx context.Context, cfg *pgx.ConnConfig) error {
-	fail := func(op string, err error) error {
-		if isUnavailable(ctx, err) {
-			return fmt.Errorf("persist: migrate: %s: %w: %w", op, stream.ErrUnavailable, err)
-		}
-		return fmt.Errorf("persist: migrate: %s: %w", op, err)
-	}
+	fail := func(op string, err error) error { return classify(ctx, "persist: migrate: "+op, err) }
 	migrations, err := pushsql.Migrations()
 	if err != nil {
 		return err

@@ -16,7 +16,7 @@ import (
 const (
 	nodeRefresh = 2 * time.Second
 	nodeStale   = 10 * time.Second
-	// nodeForget: how long dead rows and old requests stay before a live
+	// nodeForget is how long dead rows and old requests stay before a live
 	// node deletes them (only tidiness: every reader filters by age).
 	nodeForget = time.Minute
 	// nodeOpTimeout bounds one registry statement.

@@ -78,7 +78,7 @@ type flight struct {
 	n     int // drafts
 	pid   uint32
 	start time.Time // zero when unknown
-	// replied: the server answered the batch's first statement. An error
+	// replied says the server answered the batch's first statement. An error
 	// the server sent before that (a FATAL for a connection it ended while
 	// idle) came before anything of the batch ran.
 	replied bool
@@ -161,7 +161,7 @@ func (s *Postgres) refuseQueued() {
 	}
 }
 
-// errBackendAlive: the backend that carried the group is still there.
+// errBackendAlive means the backend that carried the group is still there.
 var errBackendAlive = errors.New("the backend of the commit is still running")
 
 // learn asks on a new connection whether f committed. It fails while that

@@ -58,21 +58,14 @@ func (s *Postgres) ReadStream(ctx context.Context, userID string, after uint64, 
 		lost int64
 	)
 	for rows.Next() {
-		var (
-			seq      *int64
-			user     *string
-			exclude  []string
-			typ, key *string
-			payload  []byte
-			ts       *int64
-		)
-		if err := rows.Scan(&lost, &seq, &user, &exclude, &typ, &key, &payload, &ts); err != nil {
+		var row messageRow
+		if err := rows.Scan(append([]any{&lost}, row.dest()...)...); err != nil {
 			return nil, false, s.fail(ctx, "read stream", err)
 		}
-		if seq == nil {
-			continue
+		if row.seq == nil {
+			continue // the page is empty; the row only carries lost
 		}
-		out = append(out, s.message(*seq, user, exclude, *typ, key, payload, *ts))
+		out = append(out, s.message(&row))
 	}
 	if err := rows.Err(); err != nil {
 		return nil, false, s.fail(ctx, "read stream", err)
@@ -80,19 +73,37 @@ func (s *Postgres) ReadStream(ctx context.Context, userID string, after uint64, 
 	return out, uint64(lost) > after, nil
 }
 
-// message rebuilds a stored message from its row.
-func (s *Postgres) message(seq int64, user *string, exclude []string, typ string, key *string, payload []byte, ts int64) *stream.Message {
-	d := stream.Draft{Type: typ, Payload: payload, Timestamp: ts}
-	if user != nil {
-		d.UserID = *user
+// messageRow holds the columns (seq, user_id, exclude, type, key, payload,
+// ts) of a stored message. Each may be NULL: ReadStream's row of an empty
+// page has none of them.
+type messageRow struct {
+	seq      *int64
+	user     *string
+	exclude  []string
+	typ, key *string
+	payload  []byte
+	ts       *int64
+}
+
+// dest is the row's scan destinations, in column order.
+func (r *messageRow) dest() []any {
+	return []any{&r.seq, &r.user, &r.exclude, &r.typ, &r.key, &r.payload, &r.ts}
+}
+
+// message rebuilds a stored message from its row (whose seq, type and ts
+// are not NULL).
+func (s *Postgres) message(r *messageRow) *stream.Message {
+	d := stream.Draft{Type: *r.typ, Payload: r.payload, Timestamp: *r.ts}
+	if r.user != nil {
+		d.UserID = *r.user
 	}
-	if len(exclude) > 0 {
-		d.Exclude = exclude
+	if len(r.exclude) > 0 {
+		d.Exclude = r.exclude
 	}
-	if key != nil {
-		d.Key = *key
+	if r.key != nil {
+		d.Key = *r.key
 	}
-	return stream.NewMessage(s.epoch, uint64(seq), d)
+	return stream.NewMessage(s.epoch, uint64(*r.seq), d)
 }
 
 // scanMessages reads rows of (seq, user_id, exclude, type, key, payload, ts).
@@ -100,18 +111,11 @@ func (s *Postgres) scanMessages(rows pgx.Rows) ([]*stream.Message, error) {
 	defer rows.Close()
 	var out []*stream.Message
 	for rows.Next() {
-		var (
-			seq, ts int64
-			user    *string
-			exclude []string
-			typ     string
-			key     *string
-			payload []byte
-		)
-		if err := rows.Scan(&seq, &user, &exclude, &typ, &key, &payload, &ts); err != nil {
+		var row messageRow
+		if err := rows.Scan(row.dest()...); err != nil {
 			return nil, err
 		}
-		out = append(out, s.message(seq, user, exclude, typ, key, payload, ts))
+		out = append(out, s.message(&row))
 	}
 	return out, rows.Err()
 }

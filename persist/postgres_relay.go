@@ -337,8 +337,9 @@ func (s *Postgres) checkBacklog() {
 	}
 }
 
-// OutboxPending is how many database-driven changes wait in push.outbox,
-// not yet in the log (the pushd_outbox_pending metric).
+// OutboxPending implements stream.OutboxReporter: how many database-driven
+// changes wait in push.outbox, not yet in the log (the pushd_outbox_pending
+// metric).
 func (s *Postgres) OutboxPending(ctx context.Context) (int64, error) {
 	if err := s.usable(); err != nil {
 		return 0, err

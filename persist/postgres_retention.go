@@ -223,7 +223,7 @@ DELETE FROM push.messages WHERE seq IN (
     WHERE gone_at < now() - $1::bigint * interval '1 millisecond'
     ORDER BY gone_at LIMIT $2::bigint)`
 
-// Expire implements stream.Store. One node at a time runs it (others return
+// Expire implements stream.Expirer. One node at a time runs it (others return
 // 0 at once); each statement handles a bounded batch and holds the append
 // lock only for that batch.
 func (s *Postgres) Expire(ctx context.Context) (int, error) {
@@ -339,32 +339,14 @@ func (s *Postgres) expire(ctx context.Context, conn *pgxpool.Conn) (int, error) 
 // follow with its argument, in one implicit transaction holding the append
 // lock, so it never interleaves with an append.
 func lockedCount(ctx context.Context, conn *pgxpool.Conn, query string, args []any, follow string, followArgs ...any) (int, error) {
+	var n int64
 	b := &pgx.Batch{}
 	b.Queue(`SELECT pg_advisory_xact_lock($1)`, pushsql.AppendLock)
-	b.Queue(query, args...)
+	b.Queue(query, args...).QueryRow(func(row pgx.Row) error { return row.Scan(&n) })
 	if follow != "" {
 		b.Queue(follow, followArgs...)
 	}
-	br := conn.SendBatch(ctx, b)
-	var n int64
-	err := func() error {
-		if _, err := br.Exec(); err != nil {
-			return err
-		}
-		if err := br.QueryRow().Scan(&n); err != nil {
-			return err
-		}
-		if follow != "" {
-			if _, err := br.Exec(); err != nil {
-				return err
-			}
-		}
-		return nil
-	}()
-	if cerr := br.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
+	if err := conn.SendBatch(ctx, b).Close(); err != nil {
 		return 0, fmt.Errorf("retention batch: %w", err)
 	}
 	return int(n), nil

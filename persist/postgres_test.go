@@ -37,12 +37,12 @@ func openPG(t testing.TB, url string, r stream.Retention) *Postgres {
 	if err != nil {
 		t.Fatalf("open postgres: %v", err)
 	}
-	t.Cleanup(func() { _ = s.Close() })
+	t.Cleanup(func() { _ = s.Close(bg) })
 	return s
 }
 
 func TestPostgresConformance(t *testing.T) {
-	storetest.Run(t, func(t *testing.T, r stream.Retention) stream.Store {
+	storetest.Run(t, func(t *testing.T, r stream.Retention) storetest.Store {
 		return openPG(t, pgtest.NewDB(t), r)
 	})
 }
@@ -237,7 +237,7 @@ func TestPostgresRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	epoch := s1.Epoch()
-	if err := s1.Close(); err != nil {
+	if err := s1.Close(bg); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s1.Head(bg); !errors.Is(err, stream.ErrUnavailable) {
@@ -487,8 +487,8 @@ func TestPostgresOfflineDisabledStillBus(t *testing.T) {
 func TestPostgresBadDraft(t *testing.T) {
 	s := openPG(t, pgtest.NewDB(t), big())
 	s.SetFeed(func([]*stream.Message) {})
-	if _, err := s.Append(bg, []stream.Draft{note("a\x00b", 1)}); err == nil || errors.Is(err, stream.ErrUnavailable) {
-		t.Fatalf("NUL in user id: err = %v, want a non-outage error", err)
+	if _, err := s.Append(bg, []stream.Draft{note("a\x00b", 1)}); err == nil || errors.Is(err, stream.ErrUnavailable) || !errors.Is(err, stream.ErrRejected) {
+		t.Fatalf("NUL in user id: err = %v, want a non-outage error wrapping ErrRejected", err)
 	}
 	mustAppend(t, s, note("a", 1))
 }
@@ -515,7 +515,7 @@ func TestPostgresCloseUnderLoad(t *testing.T) {
 		}()
 	}
 	time.Sleep(200 * time.Millisecond)
-	if err := s.Close(); err != nil {
+	if err := s.Close(bg); err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan struct{})
@@ -524,5 +524,49 @@ func TestPostgresCloseUnderLoad(t *testing.T) {
 	case <-done:
 	case <-time.After(10 * time.Second):
 		t.Fatal("appenders still blocked 10s after Close")
+	}
+}
+
+// TestPostgresCloseWaitsUntilCtx: Close waits for the writer's commit at
+// most until its context ends, and then returns the context's error; once
+// the commit can finish, Close returns nil.
+func TestPostgresCloseWaitsUntilCtx(t *testing.T) {
+	url := pgtest.NewDB(t)
+	s := openPG(t, url, big())
+	s.SetFeed(func([]*stream.Message) {})
+	// Another session holds the append lock: the writer's next commit
+	// waits for it.
+	conn, err := pgx.Connect(bg, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(bg)
+	if _, err := conn.Exec(bg, `SELECT pg_advisory_lock($1)`, pushsql.AppendLock); err != nil {
+		t.Fatal(err)
+	}
+	appended := make(chan error, 1)
+	go func() {
+		_, err := s.Append(bg, []stream.Draft{note("a", 1)})
+		appended <- err
+	}()
+	waitUntil(t, "the commit waiting for the lock", 10*time.Second, func() bool {
+		var waiting bool
+		err := conn.QueryRow(bg, `SELECT EXISTS (SELECT 1 FROM pg_locks l JOIN pg_database d ON d.oid = l.database
+			WHERE d.datname = current_database() AND l.locktype = 'advisory' AND NOT l.granted)`).Scan(&waiting)
+		return err == nil && waiting
+	})
+	short, cancel := context.WithTimeout(bg, 200*time.Millisecond)
+	defer cancel()
+	if err := s.Close(short); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Close while a commit waits: %v, want context.DeadlineExceeded", err)
+	}
+	if _, err := conn.Exec(bg, `SELECT pg_advisory_unlock($1)`, pushsql.AppendLock); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(bg); err != nil {
+		t.Fatalf("Close once the commit could finish: %v, want nil", err)
+	}
+	if err := <-appended; err != nil {
+		t.Fatalf("the append in flight during Close: %v, want it committed", err)
 	}
 }

@@ -68,7 +68,7 @@ func startServer(t testing.TB, mod func(*api.Options)) *testServer {
 	mgr := stream.NewManager(store, stream.Config{Logger: logger, HeartbeatInterval: 30 * time.Second})
 	opts := api.Options{
 		APIKey: testKey, Tokens: auth.NewTokens("publish-test-secret-0123456789", time.Hour),
-		AuthRequired: true, HeartbeatInterval: 30 * time.Second, HeartbeatTimeout: 10 * time.Second,
+		AuthRequired: true, HeartbeatTimeout: 10 * time.Second,
 		SSEPadding: 0, Logger: logger, RetryAfter: time.Second,
 	}
 	if mod != nil {

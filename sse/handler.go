@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/pushd/pushd/auth"
+	"github.com/pushd/pushd/internal/connwrite"
+	"github.com/pushd/pushd/internal/httperror"
 	"github.com/pushd/pushd/stream"
 )
 
@@ -28,27 +30,30 @@ type Handler struct {
 	Retry time.Duration
 	// WriteTimeout bounds one write; a peer that does not read is dropped.
 	WriteTimeout time.Duration
-	// OnError writes a JSON error before the stream starts.
-	OnError func(w http.ResponseWriter, status int, code, msg string)
 	// OnRefused answers a connection the manager did not admit (a limit,
 	// shutdown) or could not attach (store unavailable), before any stream
-	// byte; err is from Manager.Admit or Manager.Attach.
+	// byte; err is from Manager.Admit or Manager.Open, one that
+	// stream.Refused reports.
 	OnRefused func(w http.ResponseWriter, r *http.Request, err error)
 	// ShutdownRetry spreads reconnects after a shutdown: each stream ends
 	// with a retry: hint drawn uniformly from [ShutdownRetry/4,
 	// ShutdownRetry], so a thousand clients do not come back in the same
 	// millisecond. Zero: the stream just ends.
 	ShutdownRetry time.Duration
-	Logger        *slog.Logger
+	// Logger records the faults answered with 500 (slog.Default when nil).
+	Logger *slog.Logger
 
 	hangups hangups
 }
 
+// ServeHTTP implements http.Handler: it authenticates the subscriber, opens
+// its session (replaying what it missed after Last-Event-ID) and answers
+// with the event stream, or with a JSON error before any stream byte.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	user, err := h.Subscribers.User(r)
 	if err != nil {
 		h.Manager.AuthFailed("sse", r.RemoteAddr, err)
-		h.OnError(w, http.StatusUnauthorized, "unauthorized", err.Error())
+		httperror.Write(w, http.StatusUnauthorized, httperror.CodeUnauthorized, err.Error())
 		return
 	}
 	if err := h.Manager.Admit(user); err != nil {
@@ -59,17 +64,20 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if lastID == "" {
 		lastID = r.URL.Query().Get("lastEventId")
 	}
-	s := h.Manager.NewSession(user, "sse", r.RemoteAddr, r.UserAgent())
+	// The writer to abort exists only once the connection is taken over,
+	// after Open: until then a session cut off as slow has nothing to
+	// unblock.
 	var abort atomic.Pointer[func()]
-	s.OnEnd(func(reason stream.CloseReason) {
-		if f := abort.Load(); reason.Kind == stream.CloseSlow && f != nil {
-			(*f)() // unblock a write stuck on a peer that does not read
-		}
+	s, err := h.Manager.Open(r.Context(), stream.SessionSpec{
+		UserID: user, Transport: "sse", RemoteAddr: r.RemoteAddr, UserAgent: r.UserAgent(), LastEventID: lastID,
+		OnSlow: func() {
+			if f := abort.Load(); f != nil {
+				(*f)() // unblock a write stuck on a peer that does not read
+			}
+		},
 	})
-	if err := h.Manager.Attach(r.Context(), s, lastID); err != nil {
-		if !errors.Is(err, context.Canceled) {
-			h.OnRefused(w, r, err)
-		}
+	if err != nil {
+		h.openFailed(w, r, err)
 		return
 	}
 
@@ -84,7 +92,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// no goroutine at all (the session's pump runs only while writing).
 	if conn, brw, err := http.NewResponseController(w).Hijack(); err == nil {
 		_ = brw // nothing buffered to write; unread request bytes are dropped
-		c := &rawConn{ConnWriter: stream.NewConnWriter(s, conn, h.WriteTimeout), conn: conn, h: h}
+		c := &rawConn{Writer: connwrite.New(conn, h.WriteTimeout), conn: conn, h: h}
 		abort.Store(new(c.Abort))
 		head := responseHead(r.ProtoMinor, hdr)
 		if c.Send(func(bufs net.Buffers) net.Buffers { return append(bufs, head, preamble) }) != nil {
@@ -113,6 +121,24 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case <-r.Context().Done():
 		s.Close()
 		<-c.done
+	}
+}
+
+// openFailed answers a connection Manager.Open refused: nothing when the client
+// went away meanwhile, 503 or 429 with Retry-After through OnRefused for a
+// refusal (a limit, a shutdown, a store outage), else 500 and a log line.
+func (h *Handler) openFailed(w http.ResponseWriter, r *http.Request, err error) {
+	switch {
+	case errors.Is(err, context.Canceled):
+	case stream.Refused(err):
+		h.OnRefused(w, r, err)
+	default:
+		logger := h.Logger
+		if logger == nil {
+			logger = slog.Default()
+		}
+		logger.Error("sse: opening the stream failed", "remote", r.RemoteAddr, "err", err, "request_id", w.Header().Get("X-Request-Id"))
+		httperror.Write(w, http.StatusInternalServerError, httperror.CodeInternal, "internal error")
 	}
 }
 
@@ -159,20 +185,6 @@ func responseHead(protoMinor int, hdr http.Header) []byte {
 	return b.Bytes()
 }
 
-// frames lists the pre-rendered frames of items: a stored message's frame is
-// rendered once and shared by every connection that delivers it.
-func frames(bufs net.Buffers, items []stream.Item) net.Buffers {
-	for _, it := range items {
-		switch {
-		case it.Msg != nil:
-			bufs = append(bufs, it.Msg.SSE())
-		case it.Control != nil:
-			bufs = append(bufs, it.Control.SSE())
-		}
-	}
-	return bufs
-}
-
 // lastFrame is what a stream ending for r says last: a disconnect event (the
 // client must not come back), a jittered retry: hint on shutdown, else
 // nothing (a slow consumer's socket is full anyway).
@@ -186,20 +198,10 @@ func (h *Handler) lastFrame(r stream.CloseReason) []byte {
 	return nil
 }
 
-// retryFrame is an event of only a retry: field: EventSource takes the new
-// delay and dispatches nothing.
-func retryFrame(d time.Duration) []byte {
-	return []byte("retry: " + strconv.FormatInt(d.Milliseconds(), 10) + "\n\n")
-}
-
-func disconnectFrame(reason string) []byte {
-	return stream.Control{Type: stream.TypeDisconnect, Payload: map[string]string{"reason": reason}}.SSE()
-}
-
 // rawConn is a hijacked HTTP/1.x connection: queued frames go out in one
 // writev.
 type rawConn struct {
-	*stream.ConnWriter
+	*connwrite.Writer
 	conn    net.Conn
 	h       *Handler
 	unwatch func()

@@ -7,12 +7,13 @@ import "errors"
 // transport answers before any stream byte: 503 for ErrNodeFull and
 // ErrShuttingDown, 429 for ErrUserFull.
 var (
-	// ErrNodeFull: the node holds Config.MaxConnections sessions.
+	// ErrNodeFull means the node holds Config.MaxConnections sessions.
 	ErrNodeFull = errors.New("this node holds its maximum number of connections")
-	// ErrUserFull: the user holds Config.MaxConnectionsPerUser sessions on
-	// this node.
+	// ErrUserFull means the user holds Config.MaxConnectionsPerUser
+	// sessions on this node.
 	ErrUserFull = errors.New("too many connections for this user")
-	// ErrShuttingDown: Shutdown has begun; no session is admitted any more.
+	// ErrShuttingDown means Shutdown has begun: no session is admitted any
+	// more.
 	ErrShuttingDown = errors.New("server shutting down")
 )
 

@@ -23,7 +23,7 @@ func (c *countingTransport) Write(items []stream.Item) error {
 	c.items.Add(int64(len(items)))
 	for _, it := range items {
 		if it.Msg != nil {
-			_ = it.Msg.SSE() // render, as a transport would
+			_ = it.Msg.JSON() // render, as a transport would
 		}
 	}
 	return nil
@@ -75,16 +75,5 @@ func BenchmarkBroadcastFanout(b *testing.B) {
 			b.ReportMetric(float64(tr.writes.Load()-baseWrites)/deliveries, "writes/delivery")
 			m.Shutdown(ctx)
 		})
-	}
-}
-
-// BenchmarkRenderFrames: encoding once per message (both wire forms).
-func BenchmarkRenderFrames(b *testing.B) {
-	p, _ := json.Marshal(map[string]any{"widgetId": "cpu", "data": map[string]int{"value": 42}, "timestamp": 1})
-	b.ReportAllocs()
-	for i := 0; i < b.N; i++ {
-		m := stream.NewMessage("e", uint64(i+1), stream.Draft{Type: stream.TypeDashboardUpdate, Payload: p, Timestamp: 1})
-		_ = m.SSE()
-		_ = m.JSON()
 	}
 }

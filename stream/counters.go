@@ -118,7 +118,7 @@ type Counters struct {
 
 // Counters returns a snapshot of the counters.
 func (m *Manager) Counters() Counters {
-	c := Counters{Deliveries: m.cur.written()}
+	c := Counters{Deliveries: m.cursors.written()}
 	for i := range c.Connects {
 		c.Connects[i] = m.counters.connects[i].Load()
 	}

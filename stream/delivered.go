@@ -13,12 +13,14 @@ import (
 // means re-delivery offline, never loss.
 //
 // The state is sharded by user: every write of every session notes its
-// delivery here, and one lock for all of them was a measured hot spot at
-// 10 000 connections.
+// delivery here, so one lock for all of them would be contended by every
+// writer.
 
 const cursorShards = 64
 
+// cursorShard is the cursors of the users that hash to it.
 type cursorShard struct {
+	// mu protects the fields below.
 	mu    sync.Mutex
 	users map[string]*cursorEntry // connected users (and unflushed ones)
 	dirty []string                // users whose entry is dirty, for the flush
@@ -43,6 +45,7 @@ type cursorEntry struct {
 	count int    // first deliveries since the last flush
 }
 
+// cursorTable is the manager's delivered cursors, sharded by user.
 type cursorTable struct {
 	seed   maphash.Seed
 	shards [cursorShards]cursorShard
@@ -72,7 +75,7 @@ func (sh *cursorShard) entry(user string) *cursorEntry {
 // seedCursor merges the store's cursor of user into the in-memory one and
 // returns the higher of the two.
 func (m *Manager) seedCursor(user string, seq uint64) uint64 {
-	sh := m.cur.shard(user)
+	sh := m.cursors.shard(user)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	e := sh.entry(user)
@@ -101,7 +104,7 @@ func (m *Manager) noteDelivered(sh *cursorShard, user string, items []Item, top 
 	e.count += n
 	sh.markDirty(user, e)
 	sh.mu.Unlock()
-	m.deliveredN.Add(uint64(n))
+	m.firstDeliveries.Add(uint64(n))
 }
 
 func (m *Manager) flushLoop() {
@@ -119,16 +122,13 @@ func (m *Manager) flushLoop() {
 	}
 }
 
-// FlushCursors writes pending delivered cursors now (tests, shutdown).
-func (m *Manager) FlushCursors() { m.flushCursors() }
-
 func (m *Manager) flushCursors() {
 	var batch []Delivery
 	// Forgetting cursors of users without sessions (the store has them)
 	// walks every cursor: once every 50 flushes, not on each one.
 	sweep := m.flushes.Add(1)%50 == 0
-	for i := range m.cur.shards {
-		sh := &m.cur.shards[i]
+	for i := range m.cursors.shards {
+		sh := &m.cursors.shards[i]
 		sh.mu.Lock()
 		for _, u := range sh.dirty {
 			e := sh.users[u]
@@ -160,7 +160,7 @@ func (m *Manager) flushCursors() {
 		m.flushErrors.Add(1)
 		m.log.Warn("store error: writing delivered cursors failed; will retry", "err", err, "users", len(batch))
 		for _, d := range batch {
-			sh := m.cur.shard(d.UserID)
+			sh := m.cursors.shard(d.UserID)
 			sh.mu.Lock()
 			e := sh.entry(d.UserID)
 			e.seq = max(e.seq, d.Seq)

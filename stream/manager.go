@@ -11,17 +11,30 @@ import (
 	"time"
 )
 
-// Config tunes a Manager.
+// Defaults of Config; cmd/pushd's flags take theirs from here.
+const (
+	// DefaultQueueLimit is Config.QueueLimit when zero (--send-queue).
+	DefaultQueueLimit = 1024
+	// DefaultReplayPage is Config.ReplayPage when zero.
+	DefaultReplayPage = 500
+	// DefaultFlushInterval is Config.FlushInterval when zero.
+	DefaultFlushInterval = 100 * time.Millisecond
+)
+
+// Config tunes a Manager. A zero field takes its default.
 type Config struct {
-	// HeartbeatInterval is announced in the connected event.
+	// HeartbeatInterval is announced in the connected event, and is the
+	// period of the heartbeats the manager queues on every session; zero
+	// sends none.
 	HeartbeatInterval time.Duration
 	// QueueLimit bounds each session's queue of live messages; past it the
-	// session is cut off as a slow consumer. Default 1024.
+	// session is cut off as a slow consumer. Default DefaultQueueLimit.
 	QueueLimit int
-	// ReplayPage is how many messages one store read returns. Default 500.
+	// ReplayPage is how many messages one store read returns. Default
+	// DefaultReplayPage.
 	ReplayPage int
 	// FlushInterval is how often delivered cursors are written to the
-	// store. Default 100ms.
+	// store. Default DefaultFlushInterval.
 	FlushInterval time.Duration
 	// Writers is how many goroutines write one fan-out (each write is
 	// non-blocking; a full socket is left to its own pump). Default
@@ -36,7 +49,12 @@ type Config struct {
 }
 
 // Manager owns every session of this node, replays streams on connect and
-// fans committed messages out.
+// fans committed messages out. A Manager is safe for concurrent use by
+// multiple goroutines.
+//
+// Lock order: a cursorShard's mu before Manager.mu (read), as flushCursors
+// takes them; Manager.mu before a Session's mu, as dispatch takes them.
+// Nothing takes them the other way round.
 type Manager struct {
 	store Store
 	cfg   Config
@@ -47,32 +65,34 @@ type Manager struct {
 	nodeID    string
 	startedAt time.Time
 
-	mu    sync.RWMutex
-	users map[string]*userSessions
-	byTr  map[string]int
-	total int // registered sessions
+	// mu protects the fields below, up to closing.
+	mu          sync.RWMutex
+	users       map[string]*userSessions
+	byTransport map[string]int // registered sessions per transport name
+	total       int            // registered sessions
 	// closing is set by Shutdown: no session is registered after it.
 	closing bool
 
-	cur       *cursorTable
+	cursors   *cursorTable  // delivered cursors, sharded by user (delivered.go)
 	taps      taps          // every-message subscribers (tap.go)
 	flushes   atomic.Uint64 // flushCursors calls
-	stop      chan struct{}
-	stopped   chan struct{}
+	stop      chan struct{} // closed by Shutdown: the loops end
+	stopped   chan struct{} // closed when the flush loop has written the cursors last
 	closeOnce sync.Once
 
 	// live counts started sessions not yet finished, so Shutdown can wait
 	// for their close frames to be written.
 	live sync.WaitGroup
 
-	slowKicks   atomic.Uint64
-	dispatched  atomic.Uint64
-	deliveredN  atomic.Uint64
-	flushErrors atomic.Uint64
-	counters    counters
-	observer    atomic.Pointer[Observer]
+	slowKicks       atomic.Uint64
+	dispatched      atomic.Uint64
+	firstDeliveries atomic.Uint64 // messages written to a user for the first time
+	flushErrors     atomic.Uint64
+	counters        counters
+	observer        atomic.Pointer[Observer]
 }
 
+// userSessions is one user's registered sessions (under Manager.mu).
 type userSessions struct {
 	sessions map[*Session]struct{}
 }
@@ -80,31 +100,36 @@ type userSessions struct {
 // NewManager creates a manager on store and registers itself as the store's
 // feed; on a store shared by several nodes (a Cluster) it joins the cluster,
 // so that its connections count in every node's answers.
+//
+// It starts the manager's two goroutines, which Shutdown ends: the cursor
+// flush (every FlushInterval) and, when HeartbeatInterval is set, the
+// heartbeat. They start here rather than in a separate Run so that a
+// manager can never serve sessions without writing their cursors.
 func NewManager(store Store, cfg Config) *Manager {
 	if cfg.QueueLimit <= 0 {
-		cfg.QueueLimit = 1024
+		cfg.QueueLimit = DefaultQueueLimit
 	}
 	if cfg.ReplayPage <= 0 {
-		cfg.ReplayPage = 500
+		cfg.ReplayPage = DefaultReplayPage
 	}
 	if cfg.Writers <= 0 {
 		cfg.Writers = runtime.GOMAXPROCS(0)
 	}
 	if cfg.FlushInterval <= 0 {
-		cfg.FlushInterval = 100 * time.Millisecond
+		cfg.FlushInterval = DefaultFlushInterval
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
 	m := &Manager{
-		store:   store,
-		cfg:     cfg,
-		log:     cfg.Logger,
-		users:   make(map[string]*userSessions),
-		byTr:    make(map[string]int),
-		cur:     newCursorTable(),
-		stop:    make(chan struct{}),
-		stopped: make(chan struct{}),
+		store:       store,
+		cfg:         cfg,
+		log:         cfg.Logger,
+		users:       make(map[string]*userSessions),
+		byTransport: make(map[string]int),
+		cursors:     newCursorTable(),
+		stop:        make(chan struct{}),
+		stopped:     make(chan struct{}),
 	}
 	m.joinCluster(store)
 	store.SetFeed(m.dispatch)
@@ -115,8 +140,37 @@ func NewManager(store Store, cfg Config) *Manager {
 	return m
 }
 
-// Store is the manager's store.
-func (m *Manager) Store() Store { return m.store }
+// Ready reports whether the store can serve (readiness): the error of its
+// Ping when it is a Pinger, else nil.
+func (m *Manager) Ready(ctx context.Context) error {
+	if p, ok := m.store.(Pinger); ok {
+		return p.Ping(ctx)
+	}
+	return nil
+}
+
+// QueueStats reports the store's offline queue; ok is false, with zero
+// figures, when the store is not a QueueReporter.
+func (m *Manager) QueueStats(ctx context.Context) (st QueueStats, ok bool, err error) {
+	q, ok := m.store.(QueueReporter)
+	if !ok {
+		return QueueStats{}, false, nil
+	}
+	st, err = q.QueueStats(ctx)
+	return st, true, err
+}
+
+// OutboxPending reports how many database-driven changes wait in the
+// store's outbox; ok is false when the store is not an OutboxReporter (it
+// has no outbox).
+func (m *Manager) OutboxPending(ctx context.Context) (n int64, ok bool, err error) {
+	o, ok := m.store.(OutboxReporter)
+	if !ok {
+		return 0, false, nil
+	}
+	n, err = o.OutboxPending(ctx)
+	return n, true, err
+}
 
 // Publish stores drafts (in order) and returns them; delivery to live
 // sessions follows through the store's feed. Nothing is acknowledged that was
@@ -162,7 +216,7 @@ func (m *Manager) register(s *Session) error {
 		m.users[s.Info.UserID] = us
 	}
 	us.sessions[s] = struct{}{}
-	m.byTr[s.Info.Transport]++
+	m.byTransport[s.Info.Transport]++
 	m.total++
 	m.mu.Unlock()
 	return nil
@@ -174,7 +228,7 @@ func (m *Manager) detach(s *Session) {
 	if us != nil {
 		if _, ok := us.sessions[s]; ok {
 			delete(us.sessions, s)
-			m.byTr[s.Info.Transport]--
+			m.byTransport[s.Info.Transport]--
 			m.total--
 			if len(us.sessions) == 0 {
 				delete(m.users, s.Info.UserID)
@@ -353,7 +407,7 @@ func (m *Manager) Counts() Counts {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	c := Counts{Users: len(m.users), Transports: map[string]int{}}
-	for tr, n := range m.byTr {
+	for tr, n := range m.byTransport {
 		c.Transports[tr] = n
 		c.Connections += n
 	}
@@ -373,18 +427,21 @@ func (m *Manager) Metrics() Metrics {
 	return Metrics{
 		SlowConsumerKicks: m.slowKicks.Load(),
 		Dispatched:        m.dispatched.Load(),
-		Delivered:         m.deliveredN.Load(),
+		Delivered:         m.firstDeliveries.Load(),
 		CursorFlushErrors: m.flushErrors.Load(),
 	}
 }
 
 // Shutdown ends every session (they reconnect and resume elsewhere or later)
-// and writes the delivered cursors.
+// and writes the delivered cursors. It returns nil once every session has
+// finished (its close frame written) and the cursors are written, or ctx's
+// error if ctx ends first; what is left then goes on in the background, as
+// with net/http's Server.Shutdown.
 //
 // No session is admitted once it has begun (Attach returns ErrShuttingDown),
 // so a client reconnecting at once is refused instead of being registered
 // after the sessions to end were collected, and then waited for.
-func (m *Manager) Shutdown(ctx context.Context) {
+func (m *Manager) Shutdown(ctx context.Context) error {
 	m.mu.Lock()
 	m.closing = true
 	var all []*Session
@@ -400,14 +457,27 @@ func (m *Manager) Shutdown(ctx context.Context) {
 	}
 	finished := make(chan struct{})
 	go func() { m.live.Wait(); close(finished) }()
-	select {
-	case <-finished:
-	case <-ctx.Done():
-	}
+	drained := waitOrDone(ctx, finished)
 	m.closeOnce.Do(func() { close(m.stop) })
+	if !waitOrDone(ctx, m.stopped) || !drained {
+		return ctx.Err()
+	}
+	return nil
+}
+
+// waitOrDone waits until ch is closed (true) or ctx ends (false); a closed
+// ch wins over an ended ctx.
+func waitOrDone(ctx context.Context, ch <-chan struct{}) bool {
 	select {
-	case <-m.stopped:
+	case <-ch:
+		return true
+	default:
+	}
+	select {
+	case <-ch:
+		return true
 	case <-ctx.Done():
+		return false
 	}
 }
 

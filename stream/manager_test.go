@@ -3,6 +3,7 @@ package stream_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"sync"
@@ -39,11 +40,61 @@ func publish(t *testing.T, m *stream.Manager, ds ...stream.Draft) []*stream.Mess
 	return msgs
 }
 
-// client drains a session like a transport would.
+// client is the Transport of a started session (the production path,
+// Session.Start): the pump writes to it. Write hands each write's items to
+// the test and returns only once the test took them, so what the pump
+// reports written is what the test read. Heartbeats, which the manager
+// queues on every started session each interval, are left out: these tests
+// follow the stream, not the timer.
 type client struct {
-	s     *stream.Session
-	items []stream.Item
+	s       *stream.Session
+	batches chan []stream.Item
+	synced  chan struct{}
+	held    chan struct{}
+	release chan struct{}
+	items   []stream.Item
 }
+
+// errClientGone fails a write the test no longer reads: the session ended.
+var errClientGone = errors.New("test client gone")
+
+// Control events the tests queue (Session.Send) to steer the pump; the
+// client never hands them on.
+const (
+	// syncType: the pump writes it only after it recorded every earlier
+	// write as written.
+	syncType = "test-sync"
+	// holdType: its write blocks until the test releases it, as a write to
+	// a socket the peer does not read would.
+	holdType = "test-hold"
+)
+
+func (c *client) Write(items []stream.Item) error {
+	var kept []stream.Item
+	for _, it := range items {
+		switch {
+		case it.Control != nil && it.Control.Type == stream.TypeHeartbeat:
+		case it.Control != nil && it.Control.Type == syncType:
+			c.synced <- struct{}{}
+		case it.Control != nil && it.Control.Type == holdType:
+			c.held <- struct{}{}
+			<-c.release
+		default:
+			kept = append(kept, it) // a copy: the pump recycles items
+		}
+	}
+	if len(kept) == 0 {
+		return nil
+	}
+	select {
+	case c.batches <- kept:
+		return nil
+	case <-c.s.Done():
+		return errClientGone
+	}
+}
+
+func (c *client) Finish(stream.CloseReason) {}
 
 func attach(t *testing.T, m *stream.Manager, user, lastID string) *client {
 	t.Helper()
@@ -51,21 +102,33 @@ func attach(t *testing.T, m *stream.Manager, user, lastID string) *client {
 	if err := m.Attach(ctx, s, lastID); err != nil {
 		t.Fatal(err)
 	}
-	return &client{s: s}
+	c := &client{s: s, batches: make(chan []stream.Item), synced: make(chan struct{}, 1), held: make(chan struct{}, 1)}
+	s.Start(c)
+	return c
 }
 
-// next waits for n more items (or fails).
+// next waits for n more items (or fails). When it returns, the pump has
+// recorded them as written (the delivered cursor moved).
 func (c *client) next(t *testing.T, n int) []stream.Item {
 	t.Helper()
 	deadline := time.After(5 * time.Second)
 	for len(c.items) < n {
 		select {
-		case <-c.s.Ready():
-			got := c.s.Drain(nil)
-			c.s.Written(got)
+		case got := <-c.batches:
 			c.items = append(c.items, got...)
 		case <-deadline:
 			t.Fatalf("got %d items, want %d: %v", len(c.items), n, describe(c.items))
+		}
+	}
+	c.s.Send(stream.Control{Type: syncType})
+	for synced := false; !synced; {
+		select {
+		case got := <-c.batches: // queued before the sync event
+			c.items = append(c.items, got...)
+		case <-c.synced:
+			synced = true
+		case <-deadline:
+			t.Fatalf("the pump did not get to the sync event")
 		}
 	}
 	out := c.items[:n]
@@ -75,13 +138,28 @@ func (c *client) next(t *testing.T, n int) []stream.Item {
 
 func (c *client) none(t *testing.T) {
 	t.Helper()
+	if len(c.items) > 0 {
+		t.Fatalf("unexpected items: %v", describe(c.items))
+	}
 	select {
-	case <-c.s.Ready():
-		if got := c.s.Drain(nil); len(got) > 0 {
-			t.Fatalf("unexpected items: %v", describe(got))
-		}
+	case got := <-c.batches:
+		t.Fatalf("unexpected items: %v", describe(got))
 	case <-time.After(50 * time.Millisecond):
 	}
+}
+
+// hold blocks the pump in a write until the returned function is called, as
+// a socket the peer does not read would: meanwhile everything queues.
+func (c *client) hold(t *testing.T) (release func()) {
+	t.Helper()
+	c.release = make(chan struct{})
+	c.s.Send(stream.Control{Type: holdType})
+	select {
+	case <-c.held:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the pump did not get to the hold event")
+	}
+	return func() { close(c.release) }
 }
 
 func describe(items []stream.Item) []string {
@@ -161,20 +239,17 @@ func TestResumeUnderConcurrentPublishing(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("received %d of %d", received, total)
 		}
-		s := m.NewSession("u", "test", "", "")
-		if err := m.Attach(ctx, s, lastID); err != nil {
-			t.Fatal(err)
-		}
+		c := attach(t, m, "u", lastID)
 		reconnects++
 		budget := 1 + rand.IntN(400) // messages to read before dropping
 	read:
 		for budget > 0 && received < total {
+			var items []stream.Item
 			select {
-			case <-s.Ready():
+			case items = <-c.batches:
 			case <-time.After(2 * time.Second):
 				break read
 			}
-			items := s.Drain(nil)
 			for _, it := range items {
 				if it.Control != nil {
 					if it.Control.Type == stream.TypeReset {
@@ -190,9 +265,8 @@ func TestResumeUnderConcurrentPublishing(t *testing.T) {
 				received++
 				budget--
 			}
-			s.Written(items)
 		}
-		s.Close()
+		c.s.Close()
 	}
 	<-done
 	if received != total || last != total {
@@ -313,6 +387,9 @@ func TestQueuedDashboardUpdatesConflate(t *testing.T) {
 	m, _ := newManager(t, big(), stream.Config{QueueLimit: 3})
 	c := attach(t, m, "u", "")
 	c.next(t, 1)
+	// The updates arrive while the pump is stuck in a write, as on a socket
+	// the peer does not read: they wait in the queue, where they conflate.
+	release := c.hold(t)
 	var last []*stream.Message
 	for i := range 50 {
 		p, _ := json.Marshal(map[string]any{"widgetId": "w", "data": i})
@@ -332,6 +409,7 @@ func TestQueuedDashboardUpdatesConflate(t *testing.T) {
 		t.Fatal("a busy widget cut the session off")
 	default:
 	}
+	release()
 	wantMsgs(t, c.next(t, 1), last[0])
 	c.none(t)
 }
@@ -379,16 +457,13 @@ func TestConcurrentSessionsRace(t *testing.T) {
 		}()
 	}
 	for i := range 50 {
-		s := m.NewSession(fmt.Sprint("u", i%5), "test", "", "")
-		if err := m.Attach(ctx, s, ""); err != nil {
-			t.Fatal(err)
-		}
-		s.Written(s.Drain(nil))
+		c := attach(t, m, fmt.Sprint("u", i%5), "")
+		c.next(t, 1)
 		if i%7 == 0 {
 			m.DisconnectUser(fmt.Sprint("u", i%5), "x")
 		}
 		_ = m.Counts()
-		s.Close()
+		c.s.Close()
 	}
 	close(stop)
 	wg.Wait()
@@ -466,5 +541,42 @@ func TestCursorFlushRetriedAfterFailure(t *testing.T) {
 	qs, _ := store.QueueStats(ctx)
 	if qs.DeliveredMessages != 3 {
 		t.Fatalf("delivered count = %d, want 3 (first: %d, %d)", qs.DeliveredMessages, first[0].Seq, first[1].Seq)
+	}
+}
+
+// blockedTransport's writes say they began on writing, then wait until
+// release is closed.
+type blockedTransport struct{ writing, release chan struct{} }
+
+func (b blockedTransport) Write([]stream.Item) error {
+	select {
+	case b.writing <- struct{}{}:
+	default:
+	}
+	<-b.release
+	return nil
+}
+
+func (b blockedTransport) Finish(stream.CloseReason) {}
+
+// TestShutdownReportsDrain: Shutdown returns ctx's error while a session is
+// still writing at the deadline, and nil once every session has finished.
+func TestShutdownReportsDrain(t *testing.T) {
+	m, _ := newManager(t, big(), stream.Config{})
+	s := m.NewSession("u", "test", "127.0.0.1:1", "go-test")
+	if err := m.Attach(ctx, s, ""); err != nil {
+		t.Fatal(err)
+	}
+	bt := blockedTransport{writing: make(chan struct{}, 1), release: make(chan struct{})}
+	s.Start(bt)
+	<-bt.writing // the connected event's write blocks
+	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	if err := m.Shutdown(short); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Shutdown with a session stuck writing: %v, want context.DeadlineExceeded", err)
+	}
+	close(bt.release)
+	if err := m.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown once the session could finish: %v, want nil (drained)", err)
 	}
 }

@@ -77,26 +77,45 @@ type Message struct {
 
 	once sync.Once
 	json []byte
-	sse  []byte
-	enc  [maxEncodings]encoding
+
+	// encMu serializes the builds of the encodings; built has bit i set
+	// once enc[i] is built, so a built encoding is read without the lock.
+	encMu sync.Mutex
+	built atomic.Uint32
+	enc   [numEncodingSlots][]byte
 }
 
-// maxEncodings is how many transport-specific encodings a message caches.
-const maxEncodings = 2
+// EncodingSlot names one wire encoding a Message caches for a transport (see
+// Message.Encoding). The slots of every transport are listed here, so that
+// no two transports share one.
+type EncodingSlot uint8
 
-type encoding struct {
-	once sync.Once
-	b    []byte
-}
+const (
+	// SlotWSFrame holds a message's complete WebSocket text frame.
+	SlotWSFrame EncodingSlot = iota
+	// SlotWSDeflate holds its permessage-deflate WebSocket frame.
+	SlotWSDeflate
+	// SlotSSE holds its Server-Sent Events frame.
+	SlotSSE
+	numEncodingSlots
+)
 
-// Encoding returns the transport encoding cached in slot (0 ≤ slot <
-// maxEncodings), built once from the envelope JSON by build: a transport
-// that frames messages (a complete WebSocket frame) then shares one buffer
-// across every connection, as SSE does with SSE().
-func (m *Message) Encoding(slot int, build func(envelope []byte) []byte) []byte {
-	e := &m.enc[slot]
-	e.once.Do(func() { e.b = build(m.JSON()) })
-	return e.b
+// Encoding returns the transport encoding cached in slot, built once from
+// the envelope JSON by build: a transport that frames messages then shares
+// one buffer across every connection that delivers the message. It is safe
+// for concurrent use; build runs once per slot and must not call Encoding.
+func (m *Message) Encoding(slot EncodingSlot, build func(envelope []byte) []byte) []byte {
+	bit := uint32(1) << slot
+	if m.built.Load()&bit != 0 {
+		return m.enc[slot]
+	}
+	m.encMu.Lock()
+	defer m.encMu.Unlock()
+	if m.built.Load()&bit == 0 {
+		m.enc[slot] = build(m.JSON())
+		m.built.Or(bit)
+	}
+	return m.enc[slot]
 }
 
 // NewMessage builds the stored form of d at position seq of a store whose
@@ -133,16 +152,12 @@ func (m *Message) render() {
 	m.once.Do(func() {
 		// Sized up front: growing these showed in publish profiles.
 		m.json = appendEnvelope(make([]byte, 0, len(m.Payload)+len(m.ID)+len(m.Type)+64), m.ID, m.Type, m.Payload, m.Timestamp)
-		m.sse = appendSSE(make([]byte, 0, len(m.json)+2*len(m.ID)+len(m.Type)+32), m.ID, m.Type, m.json)
 	})
 }
 
-// JSON is the envelope {"id","type","payload","timestamp"} as sent on a
-// WebSocket text frame.
+// JSON is the envelope {"id","type","payload","timestamp"} that every
+// transport carries (CONTRACT §3), on one line.
 func (m *Message) JSON() []byte { m.render(); return m.json }
-
-// SSE is the complete Server-Sent Events frame of the message.
-func (m *Message) SSE() []byte { m.render(); return m.sse }
 
 // Control is a per-connection event without an id: connected, heartbeat,
 // reset, disconnect.
@@ -162,13 +177,10 @@ func (c Control) JSON() []byte {
 	return appendEnvelope(nil, "", c.Type, p, NowMillis())
 }
 
-// SSE renders the control event as an SSE frame (no id: line, so it never
-// moves the browser's Last-Event-ID).
-func (c Control) SSE() []byte { return appendSSE(nil, "", c.Type, c.JSON()) }
-
 func appendEnvelope(b []byte, id, typ string, payload json.RawMessage, ts int64) []byte {
 	if bytes.ContainsAny(payload, "\r\n") {
-		// SSE data lines must not contain raw newlines; JSON whitespace may.
+		// The envelope is one line (SSE carries it in one data: line); JSON
+		// whitespace in the payload may hold newlines.
 		var buf bytes.Buffer
 		if json.Compact(&buf, payload) == nil {
 			payload = buf.Bytes()
@@ -190,19 +202,6 @@ func appendEnvelope(b []byte, id, typ string, payload json.RawMessage, ts int64)
 	b = append(b, `,"timestamp":`...)
 	b = strconv.AppendInt(b, ts, 10)
 	return append(b, '}')
-}
-
-func appendSSE(b []byte, id, typ string, envelope []byte) []byte {
-	if id != "" {
-		b = append(b, "id: "...)
-		b = append(b, id...)
-		b = append(b, '\n')
-	}
-	b = append(b, "event: "...)
-	b = append(b, typ...)
-	b = append(b, "\ndata: "...)
-	b = append(b, envelope...)
-	return append(b, '\n', '\n')
 }
 
 // monoStart anchors monoNow: nanoseconds on the monotonic clock, immune to

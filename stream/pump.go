@@ -25,9 +25,9 @@ type Transport interface {
 
 // InlineWriter is a Transport that can also write without blocking. The
 // dispatcher then writes a fan-out itself, socket after socket, instead of
-// starting a goroutine per connection: on this 2-core host a goroutine per
-// delivery cost as much CPU as the write(2) it made. Only a socket whose
-// buffer is full gets a pump goroutine, which waits for it.
+// starting a goroutine per connection, which would cost about as much CPU
+// as the write it makes. Only a socket whose buffer is full gets a pump
+// goroutine, which waits for it.
 type InlineWriter interface {
 	Transport
 	// TryWrite writes items as far as the socket takes them at once and
@@ -40,10 +40,10 @@ type transportBox struct{ t Transport }
 // Start hands the session to t: from now on queued items are written by the
 // pump. Call it after Attach.
 func (s *Session) Start(t Transport) {
-	s.m.live.Add(1)
+	s.manager.live.Add(1)
 	s.startedAt = time.Now()
-	s.m.counters.connects[s.tr].Add(1)
-	s.m.log.Info("connect", "user", s.Info.UserID, "connection", s.Info.ID, "transport", s.Info.Transport, "remote", s.Info.RemoteAddr)
+	s.manager.counters.connects[s.tr].Add(1)
+	s.manager.log.Info("connect", "user", s.Info.UserID, "connection", s.Info.ID, "transport", s.Info.Transport, "remote", s.Info.RemoteAddr)
 	s.transport.Store(&transportBox{t})
 	s.schedule()
 }
@@ -62,8 +62,7 @@ func (s *Session) schedule() {
 func (s *Session) writeNow() {
 	box := s.transport.Load()
 	if box == nil {
-		s.signal()
-		return
+		return // not started: Start writes what is queued
 	}
 	iw, ok := box.t.(InlineWriter)
 	if !ok {
@@ -98,7 +97,7 @@ func (s *Session) writeNow() {
 		go s.pump()
 		return
 	}
-	s.Written(items)
+	s.written(items)
 	s.idle(items)
 }
 
@@ -146,27 +145,27 @@ func (s *Session) pump() {
 			return
 		}
 		if s.unconfirmed != nil {
-			s.Written(s.unconfirmed)
+			s.written(s.unconfirmed)
 			recycle(s.unconfirmed)
 			s.unconfirmed = nil
 		}
-		s.Written(items)
+		s.written(items)
 		recycle(items)
 	}
 }
 
 func (s *Session) finish(t Transport, r CloseReason) {
-	s.m.detach(s)
+	s.manager.detach(s)
 	t.Finish(r)
 	reason := reasonIndex(r.Kind)
-	s.m.counters.disconnects[reason].Add(1)
+	s.manager.counters.disconnects[reason].Add(1)
 	attrs := []any{"user", s.Info.UserID, "connection", s.Info.ID, "transport", s.Info.Transport, "remote", s.Info.RemoteAddr,
 		"reason", DisconnectReasons[reason], "duration", time.Since(s.startedAt).Round(time.Millisecond)}
 	if r.Kind == ClosePeer && r.Reason != peerClosed {
 		attrs = append(attrs, "err", r.Reason) // a failed write: a delivery error
 	}
-	s.m.log.Info("disconnect", attrs...)
-	s.m.live.Done()
+	s.manager.log.Info("disconnect", attrs...)
+	s.manager.live.Done()
 }
 
 // writeFailed ends the session after a failed write: a write that timed out
@@ -175,10 +174,10 @@ func (s *Session) finish(t Transport, r CloseReason) {
 func (s *Session) writeFailed(err error) {
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		if s.end(CloseReason{Kind: CloseSlow, Reason: "write timed out"}) {
-			s.m.slowKicks.Add(1)
+			s.manager.slowKicks.Add(1)
 		}
 	} else {
 		s.end(CloseReason{Kind: ClosePeer, Reason: err.Error()})
 	}
-	s.m.detach(s)
+	s.manager.detach(s)
 }

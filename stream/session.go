@@ -18,18 +18,21 @@ type Item struct {
 type CloseKind int
 
 const (
-	// CloseNone: the session is open.
+	// CloseNone means the session is open.
 	CloseNone CloseKind = iota
-	// CloseSlow: its queue overflowed; the client should resume.
+	// CloseSlow means its queue overflowed, or a write timed out on a peer
+	// that does not read; the client should resume.
 	CloseSlow
-	// CloseDisconnect: disconnected through the API; the client must not
-	// reconnect. Reason says why.
+	// CloseDisconnect means it was disconnected through the API; the
+	// client must not reconnect. Reason says why.
 	CloseDisconnect
-	// CloseShutdown: the server is stopping; the client should reconnect.
+	// CloseShutdown means the server is stopping; the client should
+	// reconnect.
 	CloseShutdown
-	// ClosePeer: the transport saw the peer go away (or fail).
+	// ClosePeer means the transport saw the peer go away, or a write to it
+	// fail.
 	ClosePeer
-	// CloseTimeout: the peer was silent past the heartbeat timeout.
+	// CloseTimeout means the peer was silent past the heartbeat timeout.
 	CloseTimeout
 )
 
@@ -53,17 +56,30 @@ type SessionInfo struct {
 // Session is one subscriber connection as the manager sees it: a bounded
 // queue filled by the dispatcher (never blocking it) and drained by the
 // transport's writer. It knows nothing of sockets.
+//
+// A Session is safe for concurrent use by multiple goroutines: the
+// dispatcher, the heartbeat loop and the transport's reader call it at
+// once. Info is set before the session is shared and never changes. The
+// transport's Write, TryWrite and Finish are called by one writer at a time
+// (pump.go).
 type Session struct {
 	Info SessionInfo
 
-	mu        sync.Mutex
-	queue     []Item
-	live      int // live (non-replay) items in queue, the bounded part
-	widgets   map[string]int
-	replaying bool
-	held      []*Message // live messages that arrived during replay
-	lastSeq   uint64     // highest Seq queued: the de-duplication point
-	closed    CloseReason
+	// mu protects the fields below, up to closed. Lock order: Manager.mu
+	// before Session.mu (dispatch holds the manager's read lock while it
+	// queues).
+	mu    sync.Mutex
+	queue []Item
+	// liveQueued counts the live (non-replay) items in queue, the part
+	// bounded by limit.
+	liveQueued int
+	// queuedByKey maps a conflation key (a dashboard update's widgetId) to
+	// the index in queue of its newest message still queued.
+	queuedByKey map[string]int
+	replaying   bool
+	held        []*Message // live messages that arrived during replay
+	lastSeq     uint64     // highest Seq queued: the de-duplication point
+	closed      CloseReason
 
 	limit   int
 	tr      int          // transport index of the counters
@@ -73,12 +89,11 @@ type Session struct {
 	liveFrom  uint64
 	startedAt time.Time
 	onEnd     func(CloseReason)
-	ready     chan struct{}
 	done      chan struct{}
-	m         *Manager
+	manager   *Manager
 
-	// Set by Start: the session then writes through an on-demand pump
-	// (pump.go) instead of signalling Ready.
+	// transport is set by Start: from then on queued items are written by
+	// an on-demand pump (pump.go) or inline by the dispatcher.
 	transport atomic.Pointer[transportBox]
 	pumping   atomic.Bool
 	// unconfirmed are items an inline write did not finish; the pump
@@ -91,16 +106,12 @@ func newSession(m *Manager, info SessionInfo, limit int) *Session {
 		Info:      info,
 		limit:     limit,
 		tr:        transportIndex(info.Transport),
-		cursors:   m.cur.shard(info.UserID),
+		cursors:   m.cursors.shard(info.UserID),
 		replaying: true,
-		ready:     make(chan struct{}, 1),
 		done:      make(chan struct{}),
-		m:         m,
+		manager:   m,
 	}
 }
-
-// Ready is signalled when items may be waiting in the queue.
-func (s *Session) Ready() <-chan struct{} { return s.ready }
 
 // Done is closed when the manager ends the session; see CloseReason.
 func (s *Session) Done() <-chan struct{} { return s.done }
@@ -112,23 +123,12 @@ func (s *Session) CloseReason() CloseReason {
 	return s.closed
 }
 
-// Drain appends every queued item to dst (coalescing: the writer sends them
-// in one write) and empties the queue.
-func (s *Session) Drain(dst []Item) []Item {
-	s.mu.Lock()
-	items := s.takeLocked()
-	s.mu.Unlock()
-	dst = append(dst, items...)
-	recycle(items)
-	return dst
-}
-
 // takeLocked hands the queue over (without the slots conflation emptied)
 // and leaves an empty one (s.mu held). The caller gives the slice back with
 // recycle once written.
 func (s *Session) takeLocked() []Item {
 	items := s.queue
-	if len(s.widgets) > 0 {
+	if len(s.queuedByKey) > 0 {
 		kept := items[:0]
 		for _, it := range items {
 			if it.Msg != nil || it.Control != nil {
@@ -137,10 +137,10 @@ func (s *Session) takeLocked() []Item {
 		}
 		clear(items[len(kept):])
 		items = kept
-		clear(s.widgets)
+		clear(s.queuedByKey)
 	}
 	s.queue = nil
-	s.live = 0
+	s.liveQueued = 0
 	return items
 }
 
@@ -187,9 +187,9 @@ func (s *Session) appendLocked(it Item) {
 	s.queue = append(s.queue, it)
 }
 
-// Written tells the manager that the transport wrote items to the socket, so
-// the user's delivered cursor can advance.
-func (s *Session) Written(items []Item) {
+// written records that the transport wrote items to the socket, so the
+// user's delivered cursor can advance.
+func (s *Session) written(items []Item) {
 	var last uint64
 	var acked int64 // of the oldest live message written
 	n := 0
@@ -205,24 +205,21 @@ func (s *Session) Written(items []Item) {
 	if last == 0 {
 		return
 	}
-	s.m.noteDelivered(s.cursors, s.Info.UserID, items, last, s.tr, n)
+	s.manager.noteDelivered(s.cursors, s.Info.UserID, items, last, s.tr, n)
 	if acked != 0 {
 		// One observation per write, of its oldest live message: the
 		// histogram costs a clock read per write, not per message.
-		if o := s.m.observer.Load(); o != nil && o.PublishToWrite != nil {
+		if o := s.manager.observer.Load(); o != nil && o.PublishToWrite != nil {
 			o.PublishToWrite(time.Duration(monoNow() - acked))
 		}
 	}
 }
 
+// signal starts a writer for what was queued, once the session is started
+// (until then Start finds the queue).
 func (s *Session) signal() {
 	if s.transport.Load() != nil {
 		s.schedule()
-		return
-	}
-	select {
-	case s.ready <- struct{}{}:
-	default:
 	}
 }
 
@@ -296,7 +293,7 @@ func (s *Session) goLive() {
 	s.mu.Unlock()
 	s.signal()
 	if overflow {
-		s.m.kickSlow(s)
+		s.manager.kickSlow(s)
 	}
 }
 
@@ -334,22 +331,22 @@ func (s *Session) enqueueLive(msg *Message) bool {
 		return true // already sent by the replay
 	}
 	if msg.Key != "" {
-		if i, ok := s.widgets[msg.Key]; ok {
+		if i, ok := s.queuedByKey[msg.Key]; ok {
 			s.queue[i].Msg = nil
-			s.live--
+			s.liveQueued--
 		}
 	}
-	if s.live >= s.limit {
+	if s.liveQueued >= s.limit {
 		return false
 	}
 	if msg.Key != "" {
-		if s.widgets == nil {
-			s.widgets = make(map[string]int)
+		if s.queuedByKey == nil {
+			s.queuedByKey = make(map[string]int)
 		}
-		s.widgets[msg.Key] = len(s.queue)
+		s.queuedByKey[msg.Key] = len(s.queue)
 	}
 	s.appendLocked(Item{Msg: msg})
-	s.live++
+	s.liveQueued++
 	s.lastSeq = msg.Seq
 	return true
 }
@@ -383,14 +380,14 @@ func (s *Session) end(r CloseReason) bool {
 // unregisters it. Safe to call more than once.
 func (s *Session) Close() {
 	s.end(CloseReason{Kind: ClosePeer, Reason: peerClosed})
-	s.m.detach(s)
+	s.manager.detach(s)
 }
 
 // TimedOut ends the session because the peer was silent past the heartbeat
 // timeout, and unregisters it.
 func (s *Session) TimedOut() {
 	s.end(CloseReason{Kind: CloseTimeout, Reason: "heartbeat timeout"})
-	s.m.detach(s)
+	s.manager.detach(s)
 }
 
 // peerClosed is the reason of a session the peer ended; any other ClosePeer

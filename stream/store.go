@@ -7,23 +7,35 @@ import (
 	"time"
 )
 
-// ErrUnavailable wraps every error a Store returns when its backend cannot be
-// reached and nothing of the call was stored: the API answers 503 and
-// acknowledges nothing.
+// ErrUnavailable is wrapped by every error a Store (and its optional
+// interfaces) returns when the backend cannot be reached or cannot serve
+// now — a lost connection, too many connections, a server shutting down, a
+// closed store — and nothing of the call was stored. Callers may retry
+// later: the API answers 503 with Retry-After and acknowledges nothing.
 var ErrUnavailable = errors.New("store unavailable")
 
-// ErrOutcomeUnknown wraps the error Append returns when the connection to
-// the backend broke while the append was being committed and the store
-// could not learn in time whether it committed: the messages may or may not
-// be stored (and, if stored, are delivered). The API answers 500
+// ErrOutcomeUnknown is wrapped by the error Append returns when the
+// connection to the backend broke while the append was being committed and
+// the store could not learn in time whether it committed: the messages may
+// or may not be stored (and, if stored, are delivered). The API answers 500
 // outcome_unknown; a retry with the same idempotency key is safe.
 var ErrOutcomeUnknown = errors.New("store: commit outcome unknown")
 
-// ErrKeyConflict is wrapped by a *KeyConflictError.
+// ErrRejected is wrapped by the error Append returns when the store cannot
+// hold a draft as given (PostgreSQL text holds no NUL byte and no invalid
+// UTF-8); nothing of the call was stored, and a retry fails the same way.
+// The API validates every field it stores first, so reaching it means the
+// API let through what the store refuses: it answers 500 internal and logs
+// the error.
+var ErrRejected = errors.New("store rejected the draft")
+
+// ErrKeyConflict is wrapped by the *KeyConflictError Append returns when an
+// idempotency key is reused with a different request.
 var ErrKeyConflict = errors.New("idempotency key reused with a different request")
 
 // KeyConflictError is returned by Append when the idempotency key of draft
 // Index is kept with another fingerprint; nothing of the call was stored.
+// The API answers 409 conflict.
 type KeyConflictError struct {
 	Index int
 	Key   string
@@ -36,7 +48,11 @@ func (e *KeyConflictError) Error() string {
 // Unwrap makes errors.Is(err, ErrKeyConflict) hold.
 func (e *KeyConflictError) Unwrap() error { return ErrKeyConflict }
 
-// Store is the ordered log behind pushd.
+// Store is the ordered log behind pushd: the log (Epoch, Append, SetFeed,
+// Head, ReadStream) and the users' delivered cursors (DeliveredCursor,
+// MarkDelivered). Health, statistics and expiry are optional interfaces
+// (Pinger, QueueReporter, Expirer, OutboxReporter, Cluster) found by type
+// assertion, as database/sql/driver finds a driver's extras.
 //
 // Every appended message gets a position (Seq) in one total order. A user's
 // stream is the subsequence addressed to that user plus the broadcasts that do
@@ -57,7 +73,8 @@ type Store interface {
 	// the equal Fingerprint says are the same request), and it is not fed.
 	//
 	// Errors: wrapping ErrUnavailable when nothing was stored, wrapping
-	// ErrOutcomeUnknown when the store cannot tell, *KeyConflictError.
+	// ErrOutcomeUnknown when the store cannot tell, wrapping ErrRejected
+	// for a draft the store cannot hold, *KeyConflictError.
 	Append(ctx context.Context, drafts []Draft) ([]*Message, error)
 
 	// SetFeed registers the function that receives every committed message
@@ -84,18 +101,41 @@ type Store interface {
 	// counts first deliveries.
 	MarkDelivered(ctx context.Context, ds []Delivery) error
 
-	// Expire drops messages older than the TTL and beyond the count cap, in
-	// bounded batches, and returns how many it dropped. It also forgets
-	// idempotency keys older than Retention.IdempotencyTTL.
-	Expire(ctx context.Context) (int, error)
+	// Close stops the store: later calls fail wrapping ErrUnavailable. It
+	// waits for the work in flight (a commit) to finish at most until ctx
+	// ends: then it returns ctx's error and the store finishes stopping in
+	// the background. Calling it again waits the same way.
+	Close(ctx context.Context) error
+}
 
-	// QueueStats reports the offline queue.
-	QueueStats(ctx context.Context) (QueueStats, error)
-
-	// Ping checks that the backend is reachable (readiness).
+// Pinger is an optional interface a Store may implement: Ping checks that
+// the backend is reachable (readiness). Manager.Ready uses it; a store
+// without it (the in-memory one) is always ready.
+type Pinger interface {
 	Ping(ctx context.Context) error
+}
 
-	Close() error
+// QueueReporter is an optional interface a Store may implement: QueueStats
+// reports the offline queue (GET /api/ws/stats). Manager.QueueStats uses it.
+type QueueReporter interface {
+	QueueStats(ctx context.Context) (QueueStats, error)
+}
+
+// Expirer is an optional interface a Store may implement. Expire drops
+// messages older than the TTL and beyond the count cap, in bounded batches,
+// and returns how many it dropped; it also forgets idempotency keys older
+// than Retention.KeyTTL. ReadStream applies the retention window at read
+// time whether or not Expire runs; Expire bounds what the store holds, so
+// the owner of a store that implements it calls it periodically.
+type Expirer interface {
+	Expire(ctx context.Context) (int, error)
+}
+
+// OutboxReporter is an optional interface of a Store that relays
+// database-driven changes through an outbox (PostgreSQL): OutboxPending is
+// how many changes wait in it. Manager.OutboxPending uses it.
+type OutboxReporter interface {
+	OutboxPending(ctx context.Context) (int64, error)
 }
 
 // Delivery records that messages up to Seq of UserID's stream reached a
@@ -108,25 +148,26 @@ type Delivery struct {
 
 // QueueStats are the figures of GET /api/ws/stats.
 type QueueStats struct {
-	// PendingMessages: kept user-addressed messages that no connection of
-	// their user has received yet.
+	// PendingMessages counts the kept user-addressed messages that no
+	// connection of their user has received yet.
 	PendingMessages int64 `json:"pendingMessages"`
-	// DeliveredMessages: first deliveries of a message to a user, counted
+	// DeliveredMessages counts first deliveries of a message to a user
 	// since the store was created.
 	DeliveredMessages int64 `json:"deliveredMessages"`
-	// ExpiredMessages: messages dropped by TTL or count cap since the store
-	// was created.
+	// ExpiredMessages counts the messages dropped by TTL or count cap since
+	// the store was created.
 	ExpiredMessages int64 `json:"expiredMessages"`
 }
 
 // Retention is the offline-queue policy every Store applies.
 type Retention struct {
-	// MaxCount: newest messages kept per user stream (superseded dashboard
-	// updates excluded). 0 keeps nothing (offline storage disabled).
+	// MaxCount is how many of the newest messages of a user's stream are
+	// kept (superseded dashboard updates excluded). 0 keeps nothing
+	// (offline storage disabled).
 	MaxCount int
-	// TTL: how long a kept message lives.
+	// TTL is how long a kept message lives.
 	TTL time.Duration
-	// IdempotencyTTL: how long an idempotency key is kept; 0 means
+	// IdempotencyTTL is how long an idempotency key is kept; 0 means
 	// DefaultIdempotencyTTL.
 	IdempotencyTTL time.Duration
 	// Now is the clock (tests inject one); nil means time.Now.

@@ -18,9 +18,6 @@ import (
 // before, which is what makes them shareable (a sliding window per
 // connection would force one compression per delivery).
 
-// deflateSlot is the message encoding slot of the compressed frame.
-const deflateSlot = 1
-
 // rsv1 marks a compressed message (RFC 7692 §6).
 const rsv1 = 0x40
 

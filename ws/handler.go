@@ -1,6 +1,7 @@
 package ws
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -13,6 +14,8 @@ import (
 
 	"github.com/gorilla/websocket"
 	"github.com/pushd/pushd/auth"
+	"github.com/pushd/pushd/internal/connwrite"
+	"github.com/pushd/pushd/internal/httperror"
 	"github.com/pushd/pushd/stream"
 )
 
@@ -24,6 +27,7 @@ const (
 	CodeRestart      = 1012
 	CodePolicy       = 1008
 	CodeTryAgain     = 1013
+	CodeInternal     = 1011
 )
 
 // Handler serves GET /ws.
@@ -32,12 +36,12 @@ type Handler struct {
 	Subscribers *auth.Subscribers
 	// CheckOrigin decides whether the Origin header is allowed.
 	CheckOrigin func(r *http.Request) bool
-	// A peer silent (no frame, no pong) for Heartbeat+HeartbeatTimeout is
-	// closed; the manager queues a heartbeat (and a ping) every Heartbeat.
-	Heartbeat        time.Duration
+	// HeartbeatTimeout is how long past the manager's heartbeat interval
+	// (Manager.HeartbeatInterval, when it queues a heartbeat and a ping) a
+	// silent peer (no frame, no pong) is kept before it is closed.
 	HeartbeatTimeout time.Duration
-	// AuthTimeout: a socket without a token in the URL must send an auth
-	// message within it.
+	// AuthTimeout is how long a socket without a token in the URL has to
+	// send its auth message.
 	AuthTimeout time.Duration
 	// ReadLimit is the largest client frame; larger ones close with 1008.
 	ReadLimit    int64
@@ -53,7 +57,9 @@ type Handler struct {
 	// Compression offers permessage-deflate (no context takeover); stored
 	// messages are then deflated once each and shared (deflate.go).
 	Compression bool
-	Logger      *slog.Logger
+	// Logger records the faults that close a socket with 1011
+	// (slog.Default when nil).
+	Logger *slog.Logger
 
 	once     sync.Once
 	upgrader websocket.Upgrader
@@ -69,13 +75,11 @@ func (h *Handler) init() {
 		CheckOrigin:       h.CheckOrigin,
 		EnableCompression: h.Compression,
 		Error: func(w http.ResponseWriter, r *http.Request, status int, reason error) {
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(status)
-			code := "bad_request"
+			code := httperror.CodeBadRequest
 			if status == http.StatusForbidden {
-				code = "forbidden"
+				code = httperror.CodeForbidden
 			}
-			_ = json.NewEncoder(w).Encode(map[string]any{"error": map[string]string{"code": code, "message": reason.Error()}})
+			httperror.Write(w, status, code, reason.Error())
 		},
 	}
 }
@@ -85,6 +89,10 @@ type clientFrame struct {
 	Payload json.RawMessage `json:"payload"`
 }
 
+// ServeHTTP implements http.Handler: it upgrades the connection,
+// authenticates the subscriber (from the URL, a header or its first
+// message), opens its session and starts it; refusals after the upgrade are
+// close codes (CONTRACT §3).
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.once.Do(h.init)
 	// A user known from the URL is held to the limits before the upgrade,
@@ -125,7 +133,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if authErr == nil {
 			authErr = h.Manager.Admit(user)
 			if authErr != nil {
-				c.refuse(authErr)
+				c.refuse(r, authErr)
 				return
 			}
 		}
@@ -135,19 +143,19 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		c.closeNow(CodeUnauthorized, "unauthorized")
 		return
 	}
-	s := h.Manager.NewSession(user, "ws", r.RemoteAddr, r.UserAgent())
-	c.s, c.w = s, stream.NewConnWriter(s, c.raw, h.WriteTimeout)
-	s.OnEnd(func(reason stream.CloseReason) {
-		if reason.Kind == stream.CloseSlow {
-			// Let the write stuck on a peer that does not read finish its
-			// frame within the grace, then Finish sends 4002.
-			c.w.AbortAfter(h.SlowGrace)
-		}
+	c.w = connwrite.New(c.raw, h.WriteTimeout)
+	s, err := h.Manager.Open(r.Context(), stream.SessionSpec{
+		UserID: user, Transport: "ws", RemoteAddr: r.RemoteAddr, UserAgent: r.UserAgent(),
+		LastEventID: r.URL.Query().Get("lastEventId"),
+		// Let the write stuck on a peer that does not read finish its frame
+		// within the grace, then Finish sends 4002.
+		OnSlow: func() { c.w.AbortAfter(h.SlowGrace) },
 	})
-	if err := h.Manager.Attach(r.Context(), s, r.URL.Query().Get("lastEventId")); err != nil {
-		c.refuse(err)
+	if err != nil {
+		c.refuse(r, err)
 		return
 	}
+	c.s = s
 	c.installHandlers()
 	s.Start(c)
 	// A fresh goroutine reads; this one (net/http's, with its deeper stack)
@@ -160,9 +168,9 @@ type wsConn struct {
 	conn *websocket.Conn
 	raw  net.Conn
 	s    *stream.Session
-	w    *stream.ConnWriter
-	// deflate: permessage-deflate was agreed; stored messages go out
-	// compressed.
+	w    *connwrite.Writer
+	// deflate reports that permessage-deflate was agreed: stored messages
+	// go out compressed.
 	deflate bool
 	// closeCode, when set, is the close frame Finish sends for a session
 	// that ended from the peer's side (echo of its close, or 1008).
@@ -177,16 +185,25 @@ func (c *wsConn) closeNow(code int, text string) {
 }
 
 // refuse closes a socket whose session was not admitted after the upgrade
-// (auth message, or a limit reached meanwhile): 1012 during shutdown, else
-// 1013 try again later.
-func (c *wsConn) refuse(err error) {
+// (auth message, or a limit reached meanwhile) or could not be attached:
+// 1012 during shutdown, 1013 try again later for a limit or a store outage
+// (or a client gone meanwhile), else 1011 and a log line: a fault, not a
+// refusal.
+func (c *wsConn) refuse(r *http.Request, err error) {
 	switch {
 	case errors.Is(err, stream.ErrShuttingDown):
 		c.closeNow(CodeRestart, "server restarting")
 	case errors.Is(err, stream.ErrUserFull), errors.Is(err, stream.ErrNodeFull):
 		c.closeNow(CodeTryAgain, err.Error())
-	default:
+	case stream.Refused(err), errors.Is(err, context.Canceled):
 		c.closeNow(CodeTryAgain, "store unavailable")
+	default:
+		logger := c.h.Logger
+		if logger == nil {
+			logger = slog.Default()
+		}
+		logger.Error("ws: opening the stream failed", "remote", r.RemoteAddr, "err", err)
+		c.closeNow(CodeInternal, "internal error")
 	}
 }
 
@@ -246,7 +263,7 @@ func (c *wsConn) readFrame() ([]byte, error) {
 }
 
 func (c *wsConn) deadline() time.Time {
-	return time.Now().Add(c.h.Heartbeat + c.h.HeartbeatTimeout)
+	return time.Now().Add(c.h.Manager.HeartbeatInterval() + c.h.HeartbeatTimeout)
 }
 
 // installHandlers routes gorilla's control-frame replies through the pump.
@@ -342,10 +359,6 @@ func (c *wsConn) reply(msg string) {
 	c.s.Send(stream.Control{Type: "error", Payload: map[string]string{"message": msg}})
 }
 
-// frameSlot is the message encoding slot holding a stored message's
-// complete text frame: framed once, shared by every WebSocket.
-const frameSlot = 0
-
 func textFrame(payload []byte) []byte {
 	return append(appendHeader(make([]byte, 0, len(payload)+10), finText, len(payload)), payload...)
 }
@@ -371,10 +384,10 @@ func appendFrames(bufs net.Buffers, items []stream.Item, deflate bool) net.Buffe
 	for _, it := range items {
 		switch {
 		case it.Msg != nil && deflate:
-			bufs = append(bufs, it.Msg.Encoding(deflateSlot, deflateFrame))
+			bufs = append(bufs, it.Msg.Encoding(stream.SlotWSDeflate, deflateFrame))
 			continue
 		case it.Msg != nil:
-			bufs = append(bufs, it.Msg.Encoding(frameSlot, textFrame))
+			bufs = append(bufs, it.Msg.Encoding(stream.SlotWSFrame, textFrame))
 			continue
 		case it.Control.Raw != nil:
 			bufs = append(bufs, it.Control.Raw)
@@ -399,7 +412,7 @@ func (c *wsConn) Finish(r stream.CloseReason) {
 	var frame []byte
 	switch r.Kind {
 	case stream.CloseDisconnect:
-		env := stream.Control{Type: stream.TypeDisconnect, Payload: map[string]string{"reason": r.Reason}}.JSON()
+		env := stream.DisconnectEvent(r.Reason).JSON()
 		frame = append(appendHeader(nil, finText, len(env)), env...)
 		frame = append(frame, closeFrame(CodeDisconnected, "disconnected")...)
 	case stream.CloseSlow:

@@ -85,7 +85,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	closeStore := func() {
 		if storeOpen {
 			storeOpen = false
-			if err := store.Close(); err != nil {
+			// Its own deadline, not the shutdown's: the writer's commit in
+			// flight is let finish rather than left in doubt.
+			ctx, cancel := context.WithTimeout(context.Background(), storeCloseTimeout)
+			defer cancel()
+			if err := store.Close(ctx); err != nil {
 				logger.Warn("store error: closing the store failed", "err", err)
 			}
 		}
@@ -108,8 +112,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	})
 	srv := api.New(manager, api.Options{
 		APIKey: cfg.APIKey, Tokens: tokens, AuthRequired: cfg.AuthRequired, AuthTimeout: cfg.AuthTimeout,
-		HeartbeatInterval: cfg.HeartbeatInterval, HeartbeatTimeout: cfg.HeartbeatTimeout,
-		AllowedOrigins: cfg.origins(), MaxMessageBytes: cfg.MaxMessageBytes, MaxBatchBytes: cfg.MaxBatchBytes, PublicURL: cfg.PublicURL,
+		HeartbeatTimeout: cfg.HeartbeatTimeout,
+		AllowedOrigins:   cfg.origins(), MaxMessageBytes: cfg.MaxMessageBytes, MaxBatchBytes: cfg.MaxBatchBytes, PublicURL: cfg.PublicURL,
 		SSEPadding: cfg.SSEPadding, RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst,
 		ConnectRateLimit: cfg.ConnectRateLimit, ConnectRateBurst: cfg.ConnectRateBurst,
 		UserRateLimit: cfg.UserRateLimit, UserRateBurst: cfg.UserRateBurst, TrustedProxies: cfg.proxies,
@@ -130,7 +134,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	expireCtx, stopExpire := context.WithCancel(context.Background())
 	defer stopExpire()
-	go expireLoop(expireCtx, store, cfg.OfflineTTL, srv.StoreTimer("expire"), logger)
+	if ex, ok := store.(stream.Expirer); ok {
+		go expireLoop(expireCtx, ex, cfg.OfflineTTL, srv.StoreTimer("expire"), logger)
+	}
 
 	if cfg.PprofAddr != "" {
 		go servePprof(cfg.PprofAddr, logger)
@@ -156,6 +162,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	return 0
 }
 
+// storeCloseTimeout bounds closing the store; the PostgreSQL writer's
+// commit in flight takes at most 15 s (its commit timeout).
+const storeCloseTimeout = 15 * time.Second
+
 // maxHeaderBytes bounds a request's headers (a token in the URL is a few
 // hundred bytes).
 const maxHeaderBytes = 32 << 10
@@ -173,7 +183,9 @@ func shutdown(timeout time.Duration, srv *api.Server, ln net.Listener, serveErr 
 	defer cancel()
 	srv.Drain()
 	_ = ln.Close()
-	manager.Shutdown(ctx)
+	if err := manager.Shutdown(ctx); err != nil {
+		logger.Warn("shutdown: sessions did not all end, or the delivered cursors were not written, in time", "err", err)
+	}
 	select {
 	case <-serveErr: // Serve has returned: every accepted connection is tracked
 	case <-ctx.Done():
@@ -219,8 +231,11 @@ func openStore(ctx context.Context, cfg *config, logger *slog.Logger) (stream.St
 }
 
 // expireLoop drops expired and over-cap messages in the background, off the
-// publish path.
-func expireLoop(ctx context.Context, store stream.Store, ttl time.Duration, observe func(time.Time), logger *slog.Logger) {
+// publish path. It runs here, next to the store's opening and closing,
+// rather than in the Manager: expiry is the store's upkeep under its
+// retention policy (which the Manager never sees), and it must stop with the
+// store, not with the sessions.
+func expireLoop(ctx context.Context, store stream.Expirer, ttl time.Duration, observe func(time.Time), logger *slog.Logger) {
 	every := min(max(ttl/20, time.Second), time.Minute)
 	t := time.NewTicker(every)
 	defer t.Stop()

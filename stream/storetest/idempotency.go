@@ -74,8 +74,9 @@ func head(t *testing.T, s stream.Store) uint64 {
 	return h
 }
 
-// testKeyRepeat: a repeat stores nothing, is not fed, and answers what the
-// first answered, even once the message itself left the offline store.
+// testKeyRepeat checks that a repeat stores nothing, is not fed, and answers
+// what the first answered, even once the message itself left the offline
+// store.
 func testKeyRepeat(t *testing.T, open Opener) {
 	clock := NewClock(time.Now())
 	s := open(t, stream.Retention{MaxCount: 1, TTL: time.Hour, Now: clock.Now})
@@ -110,8 +111,9 @@ func testKeyRepeat(t *testing.T, open Opener) {
 	}
 }
 
-// testKeyConflict: the same key with another fingerprint fails the whole
-// call, and nothing of it is stored; the key keeps its first answer.
+// testKeyConflict checks that the same key with another fingerprint fails
+// the whole call, and nothing of it is stored; the key keeps its first
+// answer.
 func testKeyConflict(t *testing.T, open Opener) {
 	s := open(t, big())
 	s.SetFeed(func([]*stream.Message) {})
@@ -135,8 +137,8 @@ func testKeyConflict(t *testing.T, open Opener) {
 	sameAnswer(t, "repeat after conflicts", again[0], first[0], true)
 }
 
-// testKeyWithinCall: one call may repeat a key of its own; keyed, repeated
-// and unkeyed drafts mix, each answered in its place.
+// testKeyWithinCall checks that one call may repeat a key of its own, and
+// that keyed, repeated and unkeyed drafts mix, each answered in its place.
 func testKeyWithinCall(t *testing.T, open Opener) {
 	s := open(t, big())
 	var f fedLog
@@ -172,8 +174,8 @@ func testKeyWithinCall(t *testing.T, open Opener) {
 	}
 }
 
-// testKeyExpiry: after the key TTL the key is forgotten: the same key
-// stores a new message (and may carry another request).
+// testKeyExpiry checks that after the key TTL the key is forgotten: the
+// same key stores a new message (and may carry another request).
 func testKeyExpiry(t *testing.T, open Opener) {
 	clock := NewClock(time.Now())
 	s := open(t, stream.Retention{MaxCount: 100, TTL: 48 * time.Hour, IdempotencyTTL: time.Hour, Now: clock.Now})
@@ -200,9 +202,9 @@ func testKeyExpiry(t *testing.T, open Opener) {
 	sameAnswer(t, "repeat of the renewed key", again[0], fresh[0], true)
 }
 
-// testKeyConcurrent: concurrent appends of one key (a publisher retrying
-// while its first try is in flight) store one message and all get its
-// answer.
+// testKeyConcurrent checks that concurrent appends of one key (a publisher
+// retrying while its first try is in flight) store one message and all get
+// its answer.
 func testKeyConcurrent(t *testing.T, open Opener) {
 	s := open(t, big())
 	s.SetFeed(func([]*stream.Message) {})

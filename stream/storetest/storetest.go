@@ -14,8 +14,17 @@ import (
 	"github.com/pushd/pushd/stream"
 )
 
+// Store is what the suite tests: the log and cursors of stream.Store, and
+// the optional expiry and queue statistics, which the retention cases
+// check.
+type Store interface {
+	stream.Store
+	stream.Expirer
+	stream.QueueReporter
+}
+
 // Opener returns a fresh, empty store with retention r, closed by the test.
-type Opener func(t *testing.T, r stream.Retention) stream.Store
+type Opener func(t *testing.T, r stream.Retention) Store
 
 // Run runs the whole suite against stores made by open.
 func Run(t *testing.T, open Opener) {
@@ -456,8 +465,8 @@ func testFeedConcurrent(t *testing.T, open Opener) {
 	}
 }
 
-// testTailingReader: concurrent appenders while a reader tails the stream
-// with ReadStream(after=last seen). If positions became visible out of
+// testTailingReader runs concurrent appenders while a reader tails the
+// stream with ReadStream(after=last seen). If positions became visible out of
 // order, the reader would pass over a lower id and never see it.
 func testTailingReader(t *testing.T, open Opener) {
 	s := open(t, big())

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"slices"
 	"strconv"
@@ -14,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pushd/pushd/internal/connwrite"
 	"github.com/pushd/pushd/persist"
 	"github.com/pushd/pushd/stream"
 )
@@ -55,126 +55,17 @@ func newTestSession(t *testing.T) (*stream.Manager, *stream.Session) {
 	return m, s
 }
 
-// A non-blocking write keeps what the socket refused and the next blocking
-// write sends it first: the peer reads every byte once, in order, even when
-// the socket filled up in the middle of a frame.
-func TestTrySendKeepsWhatTheSocketRefuses(t *testing.T) {
-	conn, peer := tcpPair(t)
-	_, s := newTestSession(t)
-	w := stream.NewConnWriter(s, conn, 5*time.Second)
-
-	var want bytes.Buffer
-	chunk := func(i int) []byte {
-		return bytes.Repeat([]byte{byte('a' + i%26)}, 3000+i)
-	}
-	refused := false
-	for i := 0; i < 1000 && !refused; i++ {
-		a, b := chunk(2*i), chunk(2*i+1)
-		want.Write(a)
-		want.Write(b)
-		complete, err := w.TrySend(func(bufs net.Buffers) net.Buffers { return append(bufs, a, b) })
-		if err != nil {
-			t.Fatal(err)
-		}
-		refused = !complete
-	}
-	if !refused {
-		t.Fatal("the socket never refused a write: the test did not exercise the partial path")
-	}
-	// While something is pending, a further TrySend must queue behind it,
-	// not overtake it.
-	extra := []byte("after-the-pending-bytes")
-	want.Write(extra)
-	if complete, err := w.TrySend(func(bufs net.Buffers) net.Buffers { return append(bufs, extra) }); err != nil || complete {
-		t.Fatalf("TrySend with bytes pending = %v, %v; want kept for later", complete, err)
-	}
-
-	got := make(chan []byte, 1)
-	go func() {
-		b, _ := io.ReadAll(peer)
-		got <- b
-	}()
-	last := []byte("last")
-	want.Write(last)
-	if err := w.Send(func(bufs net.Buffers) net.Buffers { return append(bufs, last) }); err != nil {
-		t.Fatal(err)
-	}
-	final := []byte("final")
-	want.Write(final)
-	w.Final(final, time.Second)
-	conn.Close()
-	if b := <-got; !bytes.Equal(b, want.Bytes()) {
-		t.Fatalf("peer read %d bytes, want %d (first difference at %d)", len(b), want.Len(), firstDiff(b, want.Bytes()))
-	}
-}
-
-func firstDiff(a, b []byte) int {
-	for i := range min(len(a), len(b)) {
-		if a[i] != b[i] {
-			return i
-		}
-	}
-	return min(len(a), len(b))
-}
-
-// Final after a partial write completes the interrupted frame before the
-// close frame, so a WebSocket peer sees a valid close.
-func TestFinalWritesPendingFirst(t *testing.T) {
-	conn, peer := tcpPair(t)
-	_, s := newTestSession(t)
-	w := stream.NewConnWriter(s, conn, 5*time.Second)
-	var want bytes.Buffer
-	big := bytes.Repeat([]byte("x"), 64<<10)
-	for {
-		want.Write(big)
-		complete, err := w.TrySend(func(bufs net.Buffers) net.Buffers { return append(bufs, big) })
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !complete {
-			break
-		}
-	}
-	got := make(chan []byte, 1)
-	go func() {
-		b, _ := io.ReadAll(peer)
-		got <- b
-	}()
-	want.WriteString("close")
-	w.Final([]byte("close"), 5*time.Second)
-	conn.Close()
-	if b := <-got; !bytes.Equal(b, want.Bytes()) {
-		t.Fatalf("peer read %d bytes, want %d", len(b), want.Len())
-	}
-}
-
-// An expired write deadline from an earlier write must not fail a later
-// non-blocking write: the writer re-arms it first.
-func TestTrySendAfterDeadlineExpired(t *testing.T) {
-	conn, peer := tcpPair(t)
-	go func() { _, _ = io.Copy(io.Discard, peer) }()
-	_, s := newTestSession(t)
-	w := stream.NewConnWriter(s, conn, 20*time.Millisecond)
-	if err := w.Send(func(bufs net.Buffers) net.Buffers { return append(bufs, []byte("one")) }); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(50 * time.Millisecond)
-	if complete, err := w.TrySend(func(bufs net.Buffers) net.Buffers { return append(bufs, []byte("two")) }); err != nil || !complete {
-		t.Fatalf("TrySend after the deadline passed = %v, %v; want written", complete, err)
-	}
-}
-
-// lineTransport writes each message's seq on a line through a ConnWriter,
+// lineTransport writes each message's seq on a line through a connwrite.Writer,
 // inline when it can (stream.InlineWriter), like the SSE and WS transports.
 type lineTransport struct {
-	w               *stream.ConnWriter
+	w               *connwrite.Writer
 	inline, refused atomic.Int64 // TryWrite calls: all written / some kept
 }
 
 func lines(bufs net.Buffers, items []stream.Item) net.Buffers {
 	for _, it := range items {
 		if it.Msg != nil {
-			bufs = append(bufs, it.Msg.Encoding(0, func(p []byte) []byte {
+			bufs = append(bufs, it.Msg.Encoding(stream.SlotWSFrame, func(p []byte) []byte { // the only transport here
 				// Padded so the socket fills after a few hundred messages.
 				return []byte(strconv.FormatUint(it.Msg.Seq, 10) + " " + string(bytes.Repeat([]byte("."), 900)) + "\n")
 			}))
@@ -205,7 +96,7 @@ func (l *lineTransport) Finish(stream.CloseReason) {}
 func TestInlineWritesHandOverToThePump(t *testing.T) {
 	conn, peer := tcpPair(t)
 	m, s := newTestSession(t)
-	lt := &lineTransport{w: stream.NewConnWriter(s, conn, 10*time.Second)}
+	lt := &lineTransport{w: connwrite.New(conn, 10*time.Second)}
 	s.Start(lt)
 
 	const n, first = 3000, 20

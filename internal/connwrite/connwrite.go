@@ -1,4 +1,10 @@
-package stream
+// Package connwrite writes frames to a socket a transport took over (a
+// hijacked SSE connection, a WebSocket): several frames in one writev, a
+// write deadline re-armed sparingly, non-blocking writes that keep what the
+// socket refused, and a way to cut off a write blocked on a peer that does
+// not read. It knows nothing of sessions or wire formats; sse and ws share
+// it.
+package connwrite
 
 import (
 	"errors"
@@ -12,24 +18,29 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// ConnWriter writes a started session's frames to a socket the transport
-// owns (a hijacked SSE connection, a WebSocket): several frames in one
-// writev, a write deadline, and no write left blocked on a peer that was cut
-// off as too slow. Only the session's current writer (see pump.go) calls it.
-type ConnWriter struct {
+// Writer writes frames to a connection: several frames in one writev, a
+// write deadline, and no write left blocked on a peer that was cut off as
+// too slow.
+//
+// Send, TrySend and Final are for one goroutine at a time, the connection's
+// single writer (a session's pump or the dispatcher writing inline); Abort
+// and AbortAfter are safe for concurrent use with them and with each other.
+type Writer struct {
 	conn     net.Conn
 	raw      syscall.RawConn // nil when conn has no descriptor (TLS)
 	timeout  time.Duration
-	s        *Session
-	deadline time.Time    // in force
-	pending  net.Buffers  // what a TrySend left unwritten, sent first next
-	grace    atomic.Int64 // AbortAfter's delay, for writes begun after it
+	deadline time.Time   // in force (writer only)
+	pending  net.Buffers // what a TrySend left unwritten, sent first next (writer only)
+	// aborted is set by AbortAfter, after grace: a write begun later must
+	// not replace the abort's short deadline with a full one.
+	aborted atomic.Bool
+	grace   atomic.Int64 // AbortAfter's delay, for writes begun after it
 }
 
-// NewConnWriter returns a writer of s's frames to conn; one write may block
-// for at most timeout.
-func NewConnWriter(s *Session, conn net.Conn, timeout time.Duration) *ConnWriter {
-	w := &ConnWriter{conn: conn, timeout: timeout, s: s}
+// New returns a writer of frames to conn; one write may block for at most
+// timeout.
+func New(conn net.Conn, timeout time.Duration) *Writer {
+	w := &Writer{conn: conn, timeout: timeout}
 	if sc, ok := conn.(syscall.Conn); ok {
 		if rc, err := sc.SyscallConn(); err == nil {
 			w.raw = rc
@@ -42,7 +53,7 @@ var buffersPool = sync.Pool{New: func() any { return new(net.Buffers) }}
 
 // Send writes what TrySend left over, then the buffers fill appends,
 // blocking until done or the deadline.
-func (w *ConnWriter) Send(fill func(net.Buffers) net.Buffers) error {
+func (w *Writer) Send(fill func(net.Buffers) net.Buffers) error {
 	bp, bufs := getBuffers(w.pending, fill)
 	w.pending = nil
 	err := w.write(bufs)
@@ -53,7 +64,7 @@ func (w *ConnWriter) Send(fill func(net.Buffers) net.Buffers) error {
 // TrySend writes the buffers fill appends as far as the socket takes them
 // without waiting; the rest is kept for the next Send. It reports whether
 // everything went out.
-func (w *ConnWriter) TrySend(fill func(net.Buffers) net.Buffers) (bool, error) {
+func (w *Writer) TrySend(fill func(net.Buffers) net.Buffers) (bool, error) {
 	bp, bufs := getBuffers(nil, fill)
 	complete, err := w.tryWrite(bufs)
 	putBuffers(bp, bufs)
@@ -73,16 +84,16 @@ func putBuffers(bp *net.Buffers, bufs net.Buffers) {
 	buffersPool.Put(bp)
 }
 
-func (w *ConnWriter) tryWrite(bufs net.Buffers) (bool, error) {
+func (w *Writer) tryWrite(bufs net.Buffers) (bool, error) {
 	if w.raw == nil || len(w.pending) > 0 {
 		w.keep(bufs, 0)
 		return false, nil
 	}
 	if !w.deadline.IsZero() {
-		// A non-blocking write needs no deadline, and one left by a pump
+		// A non-blocking write needs no deadline, and one left by a Send
 		// would fail it once expired. Cleared once here rather than
 		// re-armed on every write: each arm is a runtime timer that fires
-		// later, which for 10 000 mostly idle connections was steady work.
+		// later, steady work across many mostly idle connections.
 		w.deadline = time.Time{}
 		_ = w.conn.SetWriteDeadline(time.Time{})
 	}
@@ -94,7 +105,7 @@ func (w *ConnWriter) tryWrite(bufs net.Buffers) (bool, error) {
 		} else {
 			n, errno = writev(int(fd), bufs)
 		}
-		return true // never wait for writability: a pump does that
+		return true // never wait for writability: a later Send does that
 	})
 	if err != nil {
 		return false, err // deadline passed (cut off as slow) or closed
@@ -114,7 +125,7 @@ func (w *ConnWriter) tryWrite(bufs net.Buffers) (bool, error) {
 	return false, nil
 }
 
-// maxIovecs is Linux's IOV_MAX; what does not fit is left to the pump.
+// maxIovecs is Linux's IOV_MAX; what does not fit is kept for the next Send.
 const maxIovecs = 1024
 
 var iovecPool = sync.Pool{New: func() any { return new([]unix.Iovec) }}
@@ -146,7 +157,7 @@ func writev(fd int, bufs net.Buffers) (int, error) {
 
 // keep appends what is left of bufs after the first written bytes to
 // pending. The slices are frames nobody modifies, so keeping them is safe.
-func (w *ConnWriter) keep(bufs net.Buffers, written int) {
+func (w *Writer) keep(bufs net.Buffers, written int) {
 	for _, b := range bufs {
 		if written >= len(b) {
 			written -= len(b)
@@ -159,7 +170,7 @@ func (w *ConnWriter) keep(bufs net.Buffers, written int) {
 
 // Final writes what is pending and then frame (a close frame) within
 // timeout, ignoring errors: the connection is being closed.
-func (w *ConnWriter) Final(frame []byte, timeout time.Duration) {
+func (w *Writer) Final(frame []byte, timeout time.Duration) {
 	bufs := append(w.pending, frame)
 	w.pending = nil
 	w.deadline = time.Now().Add(timeout)
@@ -167,7 +178,7 @@ func (w *ConnWriter) Final(frame []byte, timeout time.Duration) {
 	_, _ = bufs.WriteTo(w.conn)
 }
 
-func (w *ConnWriter) armDeadline() {
+func (w *Writer) armDeadline() {
 	// Re-arm only when the deadline in force is half spent: setting it is
 	// timer work that showed up on every write of a fan-out profile.
 	if now := time.Now(); w.deadline.Sub(now) < w.timeout/2 {
@@ -176,9 +187,9 @@ func (w *ConnWriter) armDeadline() {
 	}
 }
 
-func (w *ConnWriter) write(bufs net.Buffers) error {
+func (w *Writer) write(bufs net.Buffers) error {
 	w.armDeadline()
-	if w.s.CloseReason().Kind == CloseSlow {
+	if w.aborted.Load() {
 		// Cut off while this write was being prepared: Abort may have run
 		// before the deadline above replaced its own.
 		w.deadline = time.Now().Add(time.Duration(w.grace.Load()))
@@ -192,14 +203,17 @@ func (w *ConnWriter) write(bufs net.Buffers) error {
 	return err
 }
 
-// Abort makes a write blocked on a peer that does not read fail at once.
-// Safe from any goroutine (the session's OnEnd hook).
-func (w *ConnWriter) Abort() { w.AbortAfter(0) }
+// Abort makes a write blocked on a peer that does not read fail at once, and
+// so does every later Send. It is safe from any goroutine (a session's OnEnd
+// hook calls it when the session is cut off as too slow).
+func (w *Writer) Abort() { w.AbortAfter(0) }
 
 // AbortAfter makes a write blocked on a peer that does not read fail after
 // d: time for the frame in flight to end, so a close frame can follow it.
-// Safe from any goroutine.
-func (w *ConnWriter) AbortAfter(d time.Duration) {
+// Every later Send gets the same short deadline. It is safe from any
+// goroutine.
+func (w *Writer) AbortAfter(d time.Duration) {
 	w.grace.Store(int64(d))
+	w.aborted.Store(true)
 	_ = w.conn.SetWriteDeadline(time.Now().Add(d))
 }
