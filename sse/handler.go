@@ -8,8 +8,9 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"sort"
+	"slices"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -44,6 +45,9 @@ type Handler struct {
 	Logger *slog.Logger
 
 	hangups hangups
+
+	preambleOnce  sync.Once
+	preambleBytes []byte
 }
 
 // ServeHTTP implements http.Handler: it authenticates the subscriber, opens
@@ -82,9 +86,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	hdr := w.Header()
-	hdr.Set("Content-Type", "text/event-stream")
-	hdr.Set("Cache-Control", "no-cache")
-	hdr.Set("X-Accel-Buffering", "no")
+	hdr["Content-Type"] = eventStream
+	hdr["Cache-Control"] = noCache
+	hdr["X-Accel-Buffering"] = accelNo
 	preamble := h.preamble()
 
 	// HTTP/1.x: take the connection over once the headers are decided, so
@@ -92,14 +96,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// no goroutine at all (the session's pump runs only while writing).
 	if conn, brw, err := http.NewResponseController(w).Hijack(); err == nil {
 		_ = brw // nothing buffered to write; unread request bytes are dropped
-		c := &rawConn{Writer: connwrite.New(conn, h.WriteTimeout), conn: conn, h: h}
+		// The response head goes out with the first frames (connected and
+		// the replay, queued by Open): one write per connect.
+		c := &rawConn{Writer: connwrite.New(conn, h.WriteTimeout), conn: conn, h: h,
+			head: [2][]byte{responseHead(r.ProtoMinor, hdr), preamble}}
 		abort.Store(new(c.Abort))
-		head := responseHead(r.ProtoMinor, hdr)
-		if c.Send(func(bufs net.Buffers) net.Buffers { return append(bufs, head, preamble) }) != nil {
-			conn.Close()
-			s.Close()
-			return
-		}
 		c.unwatch = h.hangups.watch(conn, s.Close)
 		s.Start(c)
 		return
@@ -142,7 +143,22 @@ func (h *Handler) openFailed(w http.ResponseWriter, r *http.Request, err error) 
 	}
 }
 
+// The stream's fixed headers, as shared value slices (nothing writes into
+// a header value in place).
+var (
+	eventStream = []string{"text/event-stream"}
+	noCache     = []string{"no-cache"}
+	accelNo     = []string{"no"}
+)
+
+// preamble is the retry: hint and the padding every stream starts with,
+// built once: Retry and Padding do not change after the first request.
 func (h *Handler) preamble() []byte {
+	h.preambleOnce.Do(func() { h.preambleBytes = h.buildPreamble() })
+	return h.preambleBytes
+}
+
+func (h *Handler) buildPreamble() []byte {
 	var b bytes.Buffer
 	b.WriteString("retry: ")
 	b.WriteString(strconv.FormatInt(h.Retry.Milliseconds(), 10))
@@ -160,29 +176,30 @@ func (h *Handler) preamble() []byte {
 // There is no Content-Length and no chunking: the stream ends when the
 // connection closes.
 func responseHead(protoMinor int, hdr http.Header) []byte {
-	var b bytes.Buffer
-	if protoMinor == 0 {
-		b.WriteString("HTTP/1.0 200 OK\r\n")
-	} else {
-		b.WriteString("HTTP/1.1 200 OK\r\n")
-	}
-	keys := make([]string, 0, len(hdr))
-	for k := range hdr {
+	n := 64
+	var keysBuf [16]string
+	keys := keysBuf[:0]
+	for k, vs := range hdr {
 		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		for _, v := range hdr[k] {
-			b.WriteString(k)
-			b.WriteString(": ")
-			b.WriteString(v)
-			b.WriteString("\r\n")
+		for _, v := range vs {
+			n += len(k) + len(v) + 4
 		}
 	}
-	b.WriteString("Date: ")
-	b.WriteString(time.Now().UTC().Format(http.TimeFormat))
-	b.WriteString("\r\n\r\n")
-	return b.Bytes()
+	slices.Sort(keys)
+	b := make([]byte, 0, n)
+	if protoMinor == 0 {
+		b = append(b, "HTTP/1.0 200 OK\r\n"...)
+	} else {
+		b = append(b, "HTTP/1.1 200 OK\r\n"...)
+	}
+	for _, k := range keys {
+		for _, v := range hdr[k] {
+			b = append(append(append(append(b, k...), ": "...), v...), "\r\n"...)
+		}
+	}
+	b = append(b, "Date: "...)
+	b = time.Now().UTC().AppendFormat(b, http.TimeFormat)
+	return append(b, "\r\n\r\n"...)
 }
 
 // lastFrame is what a stream ending for r says last: a disconnect event (the
@@ -205,22 +222,42 @@ type rawConn struct {
 	conn    net.Conn
 	h       *Handler
 	unwatch func()
+	// head is the response head and the preamble, until the first write
+	// sends them ahead of its frames (only the session's writer touches
+	// it).
+	head [2][]byte
+	sent bool
+}
+
+// withHead appends the response head to bufs when it has not gone out yet.
+func (c *rawConn) withHead(bufs net.Buffers) net.Buffers {
+	if c.sent {
+		return bufs
+	}
+	c.sent = true
+	return append(bufs, c.head[0], c.head[1])
 }
 
 func (c *rawConn) Write(items []stream.Item) error {
-	return c.Send(func(bufs net.Buffers) net.Buffers { return frames(bufs, items) })
+	return c.Send(func(bufs net.Buffers) net.Buffers { return frames(c.withHead(bufs), items) })
 }
 
 // TryWrite implements stream.InlineWriter.
 func (c *rawConn) TryWrite(items []stream.Item) (bool, error) {
-	return c.TrySend(func(bufs net.Buffers) net.Buffers { return frames(bufs, items) })
+	return c.TrySend(func(bufs net.Buffers) net.Buffers { return frames(c.withHead(bufs), items) })
 }
 
 func (c *rawConn) Finish(r stream.CloseReason) {
 	// A disconnect is announced so the client does not come back; slow
 	// consumers and restarts just see the stream end and resume.
-	if last := c.h.lastFrame(r); last != nil {
-		_ = c.Send(func(bufs net.Buffers) net.Buffers { return append(bufs, last) })
+	// A stream ending before its first write still gets its head.
+	if last := c.h.lastFrame(r); last != nil || !c.sent {
+		_ = c.Send(func(bufs net.Buffers) net.Buffers {
+			if bufs = c.withHead(bufs); last != nil {
+				bufs = append(bufs, last)
+			}
+			return bufs
+		})
 	}
 	c.unwatch()
 	_ = c.conn.Close()

@@ -162,7 +162,9 @@ func (m *Message) JSON() []byte { m.render(); return m.json }
 // Control is a per-connection event without an id: connected, heartbeat,
 // reset, disconnect.
 type Control struct {
-	Type    string
+	Type string
+	// Payload is encoded with encoding/json, unless it is a json.RawMessage,
+	// which is taken as it is (it must be compact JSON).
 	Payload any
 	// Raw, when set, is written as it is instead (a WebSocket pong frame).
 	Raw []byte
@@ -170,9 +172,12 @@ type Control struct {
 
 // JSON renders the control envelope.
 func (c Control) JSON() []byte {
-	p, err := json.Marshal(c.Payload)
-	if err != nil {
-		p = []byte("{}")
+	p, ok := c.Payload.(json.RawMessage) // encoded already (connected)
+	if !ok {
+		var err error
+		if p, err = json.Marshal(c.Payload); err != nil {
+			p = []byte("{}")
+		}
 	}
 	return appendEnvelope(nil, "", c.Type, p, NowMillis())
 }
