@@ -1,40 +1,16 @@
 package sse
 
 import (
-	"net"
 	"testing"
 	"time"
-)
 
-// loopback returns both ends of a loopback TCP connection.
-func loopback(t *testing.T) (server, client net.Conn) {
-	t.Helper()
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		c, _ := ln.Accept()
-		accepted <- c
-	}()
-	client, err = net.Dial("tcp4", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	server = <-accepted
-	if server == nil {
-		t.Fatal("accept failed")
-	}
-	t.Cleanup(func() { server.Close(); client.Close() })
-	return server, client
-}
+	"github.com/pushd/pushd/internal/loopback"
+)
 
 // A peer that closes its end is noticed without a read or a write.
 func TestHangupNoticed(t *testing.T) {
 	var h hangups
-	server, client := loopback(t)
+	server, client := loopback.Pair(t)
 	hung := make(chan struct{}, 2)
 	stop := h.watch(server, func() { hung <- struct{}{} })
 	defer stop()
@@ -54,10 +30,10 @@ func TestHangupNoticed(t *testing.T) {
 // After stop, a hangup calls nothing; other connections are still watched.
 func TestHangupStopped(t *testing.T) {
 	var h hangups
-	server, client := loopback(t)
+	server, client := loopback.Pair(t)
 	called := make(chan struct{}, 1)
 	h.watch(server, func() { called <- struct{}{} })()
-	other, otherClient := loopback(t)
+	other, otherClient := loopback.Pair(t)
 	noticed := make(chan struct{}, 1)
 	defer h.watch(other, func() { noticed <- struct{}{} })()
 	client.Close()

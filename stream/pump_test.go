@@ -14,36 +14,10 @@ import (
 	"time"
 
 	"github.com/pushd/pushd/internal/connwrite"
+	"github.com/pushd/pushd/internal/loopback"
 	"github.com/pushd/pushd/persist"
 	"github.com/pushd/pushd/stream"
 )
-
-// tcpPair returns both ends of a loopback TCP connection whose sending side
-// has a small buffer, so a writer fills it quickly. (The receiving side
-// keeps its default: a receive buffer below loopback's 64 KiB MSS makes the
-// sender wait for zero-window probes, seconds apart.)
-func tcpPair(t *testing.T) (server, client *net.TCPConn) {
-	t.Helper()
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		c, _ := ln.Accept()
-		accepted <- c
-	}()
-	c, err := net.Dial("tcp4", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := (<-accepted).(*net.TCPConn)
-	client = c.(*net.TCPConn)
-	_ = s.SetWriteBuffer(8 << 10)
-	t.Cleanup(func() { s.Close(); client.Close() })
-	return s, client
-}
 
 func newTestSession(t *testing.T) (*stream.Manager, *stream.Session) {
 	t.Helper()
@@ -94,7 +68,7 @@ func (l *lineTransport) Finish(stream.CloseReason) {}
 // the peer and writes the rest. A peer that reads late still gets every
 // message once, in order, and each counts as delivered once.
 func TestInlineWritesHandOverToThePump(t *testing.T) {
-	conn, peer := tcpPair(t)
+	conn, peer := loopback.SmallSendBuffer(t)
 	m, s := newTestSession(t)
 	lt := &lineTransport{w: connwrite.New(conn, 10*time.Second)}
 	s.Start(lt)

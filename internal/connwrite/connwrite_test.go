@@ -8,40 +8,15 @@ import (
 	"os"
 	"testing"
 	"time"
-)
 
-// tcpPair returns both ends of a loopback TCP connection whose sending side
-// has a small buffer, so a writer fills it quickly. (The receiving side
-// keeps its default: a receive buffer below loopback's 64 KiB MSS makes the
-// sender wait for zero-window probes, seconds apart.)
-func tcpPair(t *testing.T) (server, client *net.TCPConn) {
-	t.Helper()
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		c, _ := ln.Accept()
-		accepted <- c
-	}()
-	c, err := net.Dial("tcp4", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := (<-accepted).(*net.TCPConn)
-	client = c.(*net.TCPConn)
-	_ = s.SetWriteBuffer(8 << 10)
-	t.Cleanup(func() { s.Close(); client.Close() })
-	return s, client
-}
+	"github.com/pushd/pushd/internal/loopback"
+)
 
 // A non-blocking write keeps what the socket refused and the next blocking
 // write sends it first: the peer reads every byte once, in order, even when
 // the socket filled up in the middle of a frame.
 func TestTrySendKeepsWhatTheSocketRefuses(t *testing.T) {
-	conn, peer := tcpPair(t)
+	conn, peer := loopback.SmallSendBuffer(t)
 	w := New(conn, 5*time.Second)
 
 	var want bytes.Buffer
@@ -101,7 +76,7 @@ func firstDiff(a, b []byte) int {
 // Final after a partial write completes the interrupted frame before the
 // close frame, so a WebSocket peer sees a valid close.
 func TestFinalWritesPendingFirst(t *testing.T) {
-	conn, peer := tcpPair(t)
+	conn, peer := loopback.SmallSendBuffer(t)
 	w := New(conn, 5*time.Second)
 	var want bytes.Buffer
 	big := bytes.Repeat([]byte("x"), 64<<10)
@@ -131,7 +106,7 @@ func TestFinalWritesPendingFirst(t *testing.T) {
 // An expired write deadline from an earlier write must not fail a later
 // non-blocking write: the writer re-arms it first.
 func TestTrySendAfterDeadlineExpired(t *testing.T) {
-	conn, peer := tcpPair(t)
+	conn, peer := loopback.SmallSendBuffer(t)
 	go func() { _, _ = io.Copy(io.Discard, peer) }()
 	w := New(conn, 20*time.Millisecond)
 	if err := w.Send(func(bufs net.Buffers) net.Buffers { return append(bufs, []byte("one")) }); err != nil {
@@ -146,7 +121,7 @@ func TestTrySendAfterDeadlineExpired(t *testing.T) {
 // Abort fails a write blocked on a peer that reads nothing, and every Send
 // begun after it, at once instead of after the write timeout.
 func TestAbortFailsABlockedWrite(t *testing.T) {
-	conn, _ := tcpPair(t)
+	conn, _ := loopback.SmallSendBuffer(t)
 	w := New(conn, time.Minute)
 	big := bytes.Repeat([]byte("x"), 64<<10)
 	failed := make(chan error, 1)
