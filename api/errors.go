@@ -35,9 +35,14 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 		status = http.StatusInternalServerError
 		body = []byte(`{"error":{"code":"internal","message":"encoding the response failed"}}`)
 	}
+	writeJSONBody(w, status, append(body, '\n'))
+}
+
+// writeJSONBody answers status with body, an encoded JSON value.
+func writeJSONBody(w http.ResponseWriter, status int, body []byte) {
 	httperror.SetJSONHeaders(w.Header())
 	w.WriteHeader(status)
-	_, _ = w.Write(append(body, '\n'))
+	_, _ = w.Write(body)
 }
 
 func retryAfter(w http.ResponseWriter, d time.Duration) {
