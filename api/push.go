@@ -65,34 +65,24 @@ func (q *notificationReq) payload() (json.RawMessage, error) {
 		return nil, err
 	}
 	if !present(q.Data) {
-		q.Data = nil
-	}
-	if q.Data == nil {
-		if p, ok := q.plainPayload(); ok {
-			return p, nil
-		}
+		return q.plainPayload(), nil
 	}
 	return marshalPayload(notificationPayload{Title: q.Title, Body: q.Body, Icon: q.Icon, URL: q.URL, Data: q.Data}), nil
 }
 
-// plainPayload is the payload without data written by hand when every
-// string is one encoding/json writes verbatim: the same bytes as
-// marshalPayload without its reflection.
-func (q *notificationReq) plainPayload() (json.RawMessage, bool) {
+// plainPayload is the payload of a notification without data, appended by
+// hand: the bytes marshalPayload writes, without its reflection.
+func (q *notificationReq) plainPayload() json.RawMessage {
 	b := make([]byte, 0, 32+len(q.Title)+len(q.Body)+len(q.Icon)+len(q.URL))
-	ok := true
-	field := func(name, v string, omitEmpty bool) {
-		if !ok || (omitEmpty && v == "") {
-			return
-		}
-		b = append(b, name...)
-		b, ok = flatjson.AppendString(b, v)
+	b = flatjson.AppendString(append(b, `{"title":`...), q.Title)
+	b = flatjson.AppendString(append(b, `,"body":`...), q.Body)
+	if q.Icon != "" {
+		b = flatjson.AppendString(append(b, `,"icon":`...), q.Icon)
 	}
-	field(`{"title":`, q.Title, false)
-	field(`,"body":`, q.Body, false)
-	field(`,"icon":`, q.Icon, true)
-	field(`,"url":`, q.URL, true)
-	return append(b, '}'), ok
+	if q.URL != "" {
+		b = flatjson.AppendString(append(b, `,"url":`...), q.URL)
+	}
+	return append(b, '}')
 }
 
 // flatFields are the members decodeFlat may fill in q.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/pushd/pushd/internal/flatjson"
 	pushsql "github.com/pushd/pushd/sql"
 	"github.com/pushd/pushd/stream"
 )
@@ -278,18 +279,13 @@ func (s *Postgres) changeDraft(c change, now int64) (stream.Draft, bool) {
 		}
 	}
 	p = append(p, `,"rowId":`...)
-	p = appendJSONString(p, c.rowID)
+	p = flatjson.AppendString(p, c.rowID)
 	p = append(p, `,"tableId":`...)
-	p = appendJSONString(p, c.tableID)
+	p = flatjson.AppendString(p, c.tableID)
 	p = append(p, `,"timestamp":`...)
 	p = strconv.AppendInt(p, now, 10)
 	p = append(p, '}')
 	return stream.Draft{Type: stream.TypeDataChange, UserID: user, Payload: p, Timestamp: now}, true
-}
-
-func appendJSONString(p []byte, v string) []byte {
-	b, _ := json.Marshal(v) // a string always marshals
-	return append(p, b...)
 }
 
 // relayPoll is the writer's safety-net check of the outbox: whether rows

@@ -138,17 +138,8 @@ func (m *Manager) connectedPayload(s *Session) json.RawMessage {
 	b = append(b, `,"serverTime":`...)
 	b = strconv.AppendInt(b, NowMillis(), 10)
 	b = append(b, `,"transport":`...)
-	b = appendJSONString(b, s.Info.Transport)
+	b = flatjson.AppendString(b, s.Info.Transport)
 	b = append(b, `,"userId":`...)
-	b = appendJSONString(b, s.Info.UserID)
+	b = flatjson.AppendString(b, s.Info.UserID)
 	return append(b, '}')
-}
-
-// appendJSONString appends s as encoding/json writes it.
-func appendJSONString(b []byte, s string) []byte {
-	if out, ok := flatjson.AppendString(b, s); ok {
-		return out
-	}
-	q, _ := json.Marshal(s)
-	return append(b, q...)
 }

@@ -172,17 +172,18 @@ func valueEnd(data []byte, i int) (int, bool) {
 	return j, j > i
 }
 
-// AppendString appends s as a JSON string when encoding/json would write it
-// verbatim between quotes (printable ASCII other than the quote, the
-// backslash and the HTML-escaped <, > and &) and reports false otherwise,
-// leaving b as it was.
-func AppendString(b []byte, s string) ([]byte, bool) {
+// AppendString appends s as a JSON string, exactly as encoding/json writes
+// it: copied between quotes when it is printable ASCII other than the
+// quote, the backslash and the HTML-escaped <, > and & (the everyday id or
+// title), else through json.Marshal.
+func AppendString(b []byte, s string) []byte {
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; c < 0x20 || c >= utf8.RuneSelf || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			return b, false
+			q, _ := json.Marshal(s) // a string always marshals
+			return append(b, q...)
 		}
 	}
 	b = append(b, '"')
 	b = append(b, s...)
-	return append(b, '"'), true
+	return append(b, '"')
 }

@@ -44,13 +44,9 @@ func TestScalars(t *testing.T) {
 		}
 	}
 	for _, s := range []string{"", "plain text 123", "a<b", "é", "q\"", "tab\t"} {
-		b, ok := AppendString(nil, s)
 		want, _ := json.Marshal(s)
-		if ok && string(b) != string(want) {
+		if b := AppendString([]byte("x"), s); string(b) != "x"+string(want) {
 			t.Errorf("AppendString(%q) = %s, encoding/json %s", s, b, want)
-		}
-		if !ok && len(b) != 0 {
-			t.Errorf("AppendString(%q) refused but wrote %q", s, b)
 		}
 	}
 }
